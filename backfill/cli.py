@@ -1,0 +1,163 @@
+"""The `backfill` command: parse options, call the library, render. No logic lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+
+from backfill import config, pipeline
+from backfill.errors import BackfillError
+from backfill.reports import render_summary
+
+
+def _given(value: Any) -> Any:
+    """click gives None (or False for flags) when an option is absent: that is UNSET."""
+    return config.UNSET if value is None or value is False else value
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="plain-backfill")
+@click.option("-v", "--verbose", count=True, help="More log lines on stderr (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """Backfill historical activity into Plain as customer events, exactly once."""
+    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@click.option(
+    "--ledger", help="Ledger file [default: .backfill/<namespace>.sqlite; env BACKFILL_LEDGER]."
+)
+@click.option(
+    "--results-dir", help="Where each run's folder of result files goes [default: results]."
+)
+@click.option("--rate", help="Request budget, e.g. 450/min or 7.5/s [default: 450/min].")
+@click.option("--concurrency", type=int, help="Requests in flight at once [default: 4].")
+@click.option(
+    "--max-retries", type=int, help="Retries for 5xx, timeouts, dropped connections [default: 5]."
+)
+@click.option("--timeout", "timeout_s", type=float, help="Seconds per request [default: 30].")
+@click.option("--limit", type=int, help="Take only the first N rows (for a first try).")
+@click.option(
+    "--api-url", help="Plain's GraphQL endpoint [env PLAIN_API_URL; default: production]."
+)
+@click.option(
+    "--expect-workspace", help="Refuse to send unless the key writes to this workspace id."
+)
+@click.option(
+    "--allow-id-change", is_flag=True, help="Resume a ledger written with another externalId rule."
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
+def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> None:
+    """Send every row of SOURCES to Plain as an event; resumes from the ledger.
+
+    The API key comes from the PLAIN_API_KEY environment variable, never an argument.
+    """
+    try:
+        settings = config.resolve(
+            sources=sources, mapping=mapping, **{k: _given(v) for k, v in options.items()}
+        )
+        with _ProgressDisplay(enabled=not quiet) as display:
+            summary = pipeline.run(
+                settings, progress=display.update, notice=display.notice, handle_signals=True
+            )
+    except BackfillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(render_summary(summary))
+    sys.exit(summary.exit_code)
+
+
+@cli.command("fake-plain")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--rate-limit", default=450, show_default=True, type=int, help="Requests per window.")
+@click.option(
+    "--window", default=60.0, show_default=True, type=float, help="Window length in seconds."
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    default=("test-key",),
+    show_default=True,
+    help="An accepted API key (repeatable), with every permission.",
+)
+def fake_plain(
+    host: str, port: int, rate_limit: int, window: float, api_keys: tuple[str, ...]
+) -> None:
+    """Serve a local Plain-compatible API for rehearsals and tests."""
+    from backfill import fakeplain
+
+    fakeplain.serve(
+        host=host,
+        port=port,
+        rate_limit=rate_limit,
+        window_s=window,
+        api_keys={key: fakeplain.ApiKey() for key in api_keys},
+    )
+
+
+class _ProgressDisplay:
+    """A tqdm bar on a terminal; a plain line every 10 s otherwise (Airflow logs)."""
+
+    LOG_EVERY_S = 10.0
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = sys.stderr.isatty()
+        self.bar: Any = None
+        self._last_line = 0.0
+
+    def __enter__(self) -> _ProgressDisplay:
+        if self.enabled and self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(unit=" rows", file=sys.stderr, dynamic_ncols=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def notice(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            click.echo(text, err=True)
+
+    def update(self, p: pipeline.Progress) -> None:
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.n = p.settled
+            self.bar.set_postfix(
+                delivered=p.delivered,
+                failed=p.failed,
+                skipped=p.skipped,
+                ev_s=f"{p.events_per_s:.1f}",
+                refresh=False,
+            )
+            self.bar.refresh()
+            return
+        now = time.monotonic()
+        if now - self._last_line >= self.LOG_EVERY_S:
+            self._last_line = now
+            click.echo(
+                f"progress: {p.settled} rows settled of {p.rows_read} read, "
+                f"{p.delivered} delivered, "
+                f"{p.failed} failed, {p.skipped} skipped, {p.events_per_s:.1f} events/s",
+                err=True,
+            )
+
+
+def main() -> None:
+    cli(prog_name="backfill")

@@ -1,0 +1,151 @@
+"""Settings of a run, resolved in one place: flag > environment > default (pure)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from backfill.errors import ConfigError
+from backfill.plain import DEFAULT_API_URL
+from backfill.ratelimit import parse_rate
+
+DEFAULT_RATE: Final = "450/min"
+DEFAULT_CONCURRENCY: Final = 4
+DEFAULT_MAX_RETRIES: Final = 5
+DEFAULT_TIMEOUT_S: Final = 30.0
+DEFAULT_RESULTS_DIR: Final = "results"
+DEFAULT_LEDGER_DIR: Final = ".backfill"
+DEFAULT_CHUNK_ROWS: Final = 1000
+
+ENV_API_KEY: Final = "PLAIN_API_KEY"
+ENV_API_URL: Final = "PLAIN_API_URL"
+ENV_PREFIX: Final = "BACKFILL_"
+
+
+class _Unset:
+    """The "not given" sentinel: `None` can be a real value (no limit)."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a run needs to know. The API key never appears in its repr."""
+
+    sources: tuple[str, ...]
+    mapping: str
+    api_key: str = field(default="", repr=False)
+    api_url: str = DEFAULT_API_URL
+    ledger: str = ""
+    results_dir: str = DEFAULT_RESULTS_DIR
+    rate: str = DEFAULT_RATE
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    limit: int | None = None
+    expect_workspace: str = ""
+    allow_id_change: bool = False
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+
+    @property
+    def rate_per_s(self) -> float:
+        return parse_rate(self.rate)
+
+    def public(self) -> dict[str, Any]:
+        """The options worth recording with a run: no key, no credentials in URLs."""
+        return {
+            "sources": list(self.sources),
+            "mapping": self.mapping,
+            "api_url": mask_url(self.api_url),
+            "rate": self.rate,
+            "concurrency": self.concurrency,
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+            "limit": self.limit,
+            "expect_workspace": self.expect_workspace,
+            "allow_id_change": self.allow_id_change,
+        }
+
+
+def default_ledger(namespace: str) -> str:
+    """Where a job's ledger lives unless told: beside the working directory, per namespace.
+
+    It does not depend on the results directory, so changing `--results-dir` never
+    loses track of what was sent.
+    """
+    return str(Path(DEFAULT_LEDGER_DIR) / f"{namespace}.sqlite")
+
+
+def mask_url(url: str) -> str:
+    """Hide a password in a URL (``scheme://user:***@host``)."""
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+def resolve(
+    *,
+    sources: tuple[str, ...],
+    mapping: str,
+    env: Mapping[str, str] | None = None,
+    trust_env: bool = True,
+    **given: Any,
+) -> Settings:
+    """Build Settings from given options (UNSET = not given), the environment and defaults.
+
+    >>> resolve(sources=("a.csv",), mapping="m.toml", env={}, rate=UNSET).rate
+    '450/min'
+    """
+    environ = (os.environ if env is None else env) if trust_env else {}
+    values: dict[str, Any] = {}
+    names = {f for f in Settings.__dataclass_fields__ if f not in ("sources", "mapping")}
+    for name, value in given.items():
+        if name not in names:
+            raise TypeError(f"unknown setting {name!r}")
+        if value is not UNSET:
+            values[name] = value
+    env_names = {"api_key": ENV_API_KEY, "api_url": ENV_API_URL}
+    for name in names - values.keys():
+        env_name = env_names.get(name, ENV_PREFIX + name.upper())
+        if env_name in environ and environ[env_name] != "":
+            values[name] = _from_env(name, environ[env_name], env_name)
+    settings = Settings(sources=sources, mapping=mapping, **values)
+    _check(settings)
+    return settings
+
+
+def _from_env(name: str, text: str, env_name: str) -> Any:
+    kind = Settings.__dataclass_fields__[name].type
+    try:
+        if kind in ("int", "int | None"):
+            return int(text)
+        if kind == "float":
+            return float(text)
+        if kind == "bool":
+            return text.strip().lower() in ("1", "true", "yes", "on")
+    except ValueError:
+        raise ConfigError(f"{env_name}={text!r} is not a valid {kind}") from None
+    return text
+
+
+def _check(settings: Settings) -> None:
+    try:
+        settings.rate_per_s  # noqa: B018 - parsing is the check
+    except ValueError as exc:
+        raise ConfigError(f"--rate: {exc}") from None
+    if settings.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    if settings.max_retries < 0:
+        raise ConfigError("--max-retries must be 0 or more")
+    if settings.limit is not None and settings.limit < 0:
+        raise ConfigError("--limit must be 0 or more")
+    if settings.timeout_s <= 0:
+        raise ConfigError("--timeout must be above zero")
+    if not settings.api_url.startswith(("http://", "https://")):
+        raise ConfigError(f"the API URL must be http(s): {mask_url(settings.api_url)!r}")

@@ -1,0 +1,1081 @@
+"""A fake of Plain's GraphQL API for rehearsals and tests.
+
+``FakePlain`` serves the schema subset in ``backfill/schema`` over real HTTP on 127.0.0.1,
+validates every request against it with graphql-core, and mirrors what the backfill depends
+on: bearer-key auth (401), per-workspace fixed-window rate limits with Plain's
+``x-ratelimit-*`` headers (429), Apollo-style 400s for bad documents and variables,
+permission checks, ``MutationError`` results for the rules the schema cannot express
+(exactly one customer identifier, component limits, unknown customers, duplicate event
+``externalId``), and injectable faults (500s, dropped connections, events applied but
+never answered, latency, outages). It records what it received so tests can assert that
+each event was created exactly once.
+
+It depends only on the standard library and graphql-core, and shares no code with the
+client side of the package, so the two cannot agree on a mistake.
+
+Example::
+
+    with FakePlain(rate_limit=5) as fake:
+        response = httpx.post(
+            fake.url,
+            json={"query": "{ myWorkspace { id } }"},
+            headers={"Authorization": "Bearer test-key"},
+        )
+        response.json()  # {"data": {"myWorkspace": {"id": "w_01FAKEWORKSPACE0000000000"}}}
+        fake.stats().requests  # 1
+
+Admin endpoints (no auth, no rate limit), for a server running in another process:
+``GET /_fake/stats``, ``GET /_fake/events``, ``POST /_fake/reset`` and
+``POST /_fake/faults`` (a JSON object of ``Faults`` fields; ``outage_s`` starts an outage
+of that many seconds).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.resources import files
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from graphql import (
+    DocumentNode,
+    GraphQLError,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    OperationType,
+    build_schema,
+    execute_sync,
+    parse,
+    validate,
+)
+from graphql.utilities import get_operation_ast
+
+ALL_PERMISSIONS: Final = frozenset(
+    {
+        "customerEvent:create",
+        "threadEvent:create",
+        "customer:create",
+        "customer:edit",
+        "customer:read",
+    }
+)
+DEFAULT_WORKSPACE_ID: Final = "w_01FAKEWORKSPACE0000000000"
+DEFAULT_API_KEY: Final = "test-key"
+DEFAULT_RATE_LIMIT: Final = 450
+DEFAULT_WINDOW_S: Final = 60.0
+GRAPHQL_PATH: Final = "/graphql/v1"
+
+_REQUIRED_PERMISSIONS: Final[Mapping[str, tuple[str, ...]]] = {
+    "createCustomerEvent": ("customerEvent:create",),
+    "createThreadEvent": ("threadEvent:create",),
+    "upsertCustomer": ("customer:create", "customer:edit"),
+}
+_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_TEXT_LIMIT: Final = 10_000
+_LABEL_LIMIT: Final = 500
+_COPY_VALUE_LIMIT: Final = 1_000
+_MAX_BODY_BYTES: Final = 10 * 1024 * 1024
+_DOCUMENT_CACHE_SIZE: Final = 512
+_VALIDATION_MESSAGE: Final = "There was a validation error."
+_DUPLICATE_MESSAGE: Final = "An event with this external ID already exists."
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What an API key may do, and which workspace (and so which rate-limit budget) it uses."""
+
+    permissions: frozenset[str] = ALL_PERMISSIONS
+    workspace_id: str = DEFAULT_WORKSPACE_ID
+
+
+@dataclass(slots=True)
+class Faults:
+    """Failures to inject. Probabilities apply per request whose operation is a mutation.
+
+    A request draws once from ``random.Random(seed)``; ``error_500``, ``drop`` and
+    ``applied_then_drop`` split that draw, so their sum must not exceed 1. Replacing a
+    server's ``faults`` restarts the draws from the new seed.
+    """
+
+    error_500: float = 0.0
+    drop: float = 0.0
+    applied_then_drop: float = 0.0
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    outage_until: float = 0.0
+    fail_next: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = (self.error_500, self.drop, self.applied_then_drop)
+        if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0:
+            raise ValueError(
+                "fault probabilities must each be within 0..1 and sum to at most 1, "
+                f"got error_500={self.error_500}, drop={self.drop}, "
+                f"applied_then_drop={self.applied_then_drop}"
+            )
+        low, high = self.latency_ms
+        if not 0.0 <= low <= high:
+            raise ValueError(
+                f"latency_ms must be (low, high) with 0 <= low <= high, got {low, high}"
+            )
+        if self.fail_next < 0:
+            raise ValueError(f"fail_next must be >= 0, got {self.fail_next}")
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of what the server received and did since it started or was last reset.
+
+    ``creations`` and ``create_attempts`` are keyed by the event's ``externalId`` (``""``
+    when none was given); in a correct run every ``creations`` value is 1.
+    """
+
+    requests: int
+    by_operation: dict[str, int]
+    creations: dict[str, int]
+    create_attempts: dict[str, int]
+    rate_limited: int
+    unauthenticated: int
+    unavailable: int
+    errors_500: int
+    drops: int
+    applied_then_drops: int
+    max_requests_in_window: int
+    events: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class _Counters:
+    requests: int = 0
+    by_operation: dict[str, int] = field(default_factory=dict)
+    creations: dict[str, int] = field(default_factory=dict)
+    create_attempts: dict[str, int] = field(default_factory=dict)
+    rate_limited: int = 0
+    unauthenticated: int = 0
+    unavailable: int = 0
+    errors_500: int = 0
+    drops: int = 0
+    applied_then_drops: int = 0
+    max_requests_in_window: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def snapshot(self) -> Stats:
+        return Stats(
+            requests=self.requests,
+            by_operation=dict(self.by_operation),
+            creations=dict(self.creations),
+            create_attempts=dict(self.create_attempts),
+            rate_limited=self.rate_limited,
+            unauthenticated=self.unauthenticated,
+            unavailable=self.unavailable,
+            errors_500=self.errors_500,
+            drops=self.drops,
+            applied_then_drops=self.applied_then_drops,
+            max_requests_in_window=self.max_requests_in_window,
+            events=[dict(event) for event in self.events],
+        )
+
+
+@dataclass(slots=True)
+class _Workspace:
+    event_external_ids: set[str] = field(default_factory=set)
+    # (identifier kind, normalised value) -> customer record, for customers upserted here.
+    customers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    payload: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    drop: bool = False
+    delay_s: float = 0.0
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@cache
+def _subset_schema() -> GraphQLSchema:
+    sdl = (files("backfill") / "schema" / "plain_subset.graphql").read_text(encoding="utf-8")
+    return build_schema(sdl)
+
+
+def _error_body(message: str, code: str) -> dict[str, Any]:
+    return {"errors": [{"message": message, "extensions": {"code": code}}]}
+
+
+def _graphql_error_body(errors: Sequence[GraphQLError], code: str) -> dict[str, Any]:
+    formatted = []
+    for error in errors:
+        entry = dict(error.formatted)
+        entry["extensions"] = {**(error.extensions or {}), "code": code}
+        formatted.append(entry)
+    return {"errors": formatted}
+
+
+def _iso_millis(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _date_time(moment: datetime) -> dict[str, str]:
+    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
+    return {"iso8601": _iso_millis(moment), "unixTimestamp": str(millis)}
+
+
+def _base32(number: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 32)
+        chars.append(_CROCKFORD[digit])
+    return "".join(reversed(chars))
+
+
+def _derived_id(prefix: str, seed: str) -> str:
+    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:17], "big")
+    return prefix + _base32(digest, 26)
+
+
+def _parse_timestamp(text: str) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    # Plain needs an absolute instant; a naive time would be ambiguous.
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+# --- input rules the schema cannot express --------------------------------------------
+
+_FieldErrors = list[dict[str, str]]
+
+
+def _field_error(path: str, message: str, error_type: str = "VALIDATION") -> dict[str, str]:
+    return {"field": path, "message": message, "type": error_type}
+
+
+def _mutation_error(
+    message: str, *, error_type: str, code: str, field_errors: _FieldErrors
+) -> dict[str, Any]:
+    return {"message": message, "type": error_type, "code": code, "fields": field_errors}
+
+
+def _validation_error(field_errors: _FieldErrors) -> dict[str, Any]:
+    return _mutation_error(
+        _VALIDATION_MESSAGE,
+        error_type="VALIDATION",
+        code="input_validation",
+        field_errors=field_errors,
+    )
+
+
+def _not_found_error(path: str, message: str) -> dict[str, Any]:
+    return _mutation_error(
+        message,
+        error_type="VALIDATION",
+        code="not_found",
+        field_errors=[_field_error(path, message, "NOT_FOUND")],
+    )
+
+
+def _check_length(
+    value: str | None, path: str, *, minimum: int, maximum: int, errors: _FieldErrors
+) -> None:
+    if value is None:
+        errors.append(_field_error(path, "Required.", "REQUIRED"))
+    elif not minimum <= len(value) <= maximum:
+        message = (
+            f"Must be between {minimum} and {maximum} characters."
+            if minimum
+            else f"Must be at most {maximum} characters."
+        )
+        errors.append(_field_error(path, message))
+
+
+def _exactly_one(value: Mapping[str, Any], path: str, errors: _FieldErrors) -> str | None:
+    chosen = [name for name, item in value.items() if item is not None]
+    if len(chosen) != 1:
+        errors.append(
+            _field_error(path, f"Exactly one of {', '.join(value) or 'its fields'} must be set.")
+        )
+        return None
+    return chosen[0]
+
+
+def _either(value: Mapping[str, Any], current: str, deprecated: str) -> Any:
+    return value.get(current) if value.get(current) is not None else value.get(deprecated)
+
+
+def _check_text(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    _check_length(value.get("text"), f"{at}.text", minimum=1, maximum=_TEXT_LIMIT, errors=errors)
+
+
+def _check_plain_text(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    text = value.get("plainText")
+    _check_length(text, f"{at}.plainText", minimum=1, maximum=_TEXT_LIMIT, errors=errors)
+
+
+def _check_link_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    url = _either(value, "linkButtonUrl", "url")
+    if url is None:
+        errors.append(_field_error(f"{at}.linkButtonUrl", "Required.", "REQUIRED"))
+    elif not _is_http_url(url):
+        errors.append(_field_error(f"{at}.linkButtonUrl", "Must be a valid URL."))
+    label = _either(value, "linkButtonLabel", "label")
+    _check_length(label, f"{at}.linkButtonLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors)
+
+
+def _check_workflow_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    label = value.get("workflowButtonLabel")
+    _check_length(
+        label, f"{at}.workflowButtonLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors
+    )
+    identifier = value.get("workflowButtonWorkflowIdentifier") or {}
+    _exactly_one(identifier, f"{at}.workflowButtonWorkflowIdentifier", errors)
+
+
+def _check_spacer(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    if _either(value, "spacerSize", "size") is None:
+        errors.append(_field_error(f"{at}.spacerSize", "Required.", "REQUIRED"))
+
+
+def _check_badge(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    label = value.get("badgeLabel")
+    _check_length(label, f"{at}.badgeLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors)
+
+
+def _check_copy_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    copied = value.get("copyButtonValue")
+    _check_length(
+        copied, f"{at}.copyButtonValue", minimum=0, maximum=_COPY_VALUE_LIMIT, errors=errors
+    )
+    tooltip = value.get("copyButtonTooltipLabel")
+    if tooltip is not None:
+        path = f"{at}.copyButtonTooltipLabel"
+        _check_length(tooltip, path, minimum=0, maximum=_LABEL_LIMIT, errors=errors)
+
+
+def _check_date_time(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    try:
+        datetime.fromisoformat(value.get("dateTimeIso8601") or "")
+    except ValueError:
+        errors.append(_field_error(f"{at}.dateTimeIso8601", "Must be an ISO 8601 date and time."))
+
+
+def _check_user(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    _exactly_one(value.get("userIdentifier") or {}, f"{at}.userIdentifier", errors)
+
+
+def _check_row(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
+    main = value.get("rowMainContent") or []
+    if not main:
+        errors.append(_field_error(f"{at}.rowMainContent", "Must contain at least one component."))
+    for part in ("rowMainContent", "rowAsideContent"):
+        for index, component in enumerate(value.get(part) or []):
+            _check_component(component, f"{at}.{part}.{index}", errors)
+
+
+_COMPONENT_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any], str, _FieldErrors], None]]] = {
+    "componentText": _check_text,
+    "componentPlainText": _check_plain_text,
+    "componentDivider": lambda value, at, errors: None,
+    "componentLinkButton": _check_link_button,
+    "componentWorkflowButton": _check_workflow_button,
+    "componentSpacer": _check_spacer,
+    "componentBadge": _check_badge,
+    "componentCopyButton": _check_copy_button,
+    "componentDateTime": _check_date_time,
+    "componentUser": _check_user,
+    "componentRow": _check_row,
+}
+
+
+def _check_component(component: Mapping[str, Any], path: str, errors: _FieldErrors) -> None:
+    kind = _exactly_one(component, path, errors)
+    if kind is not None:
+        _COMPONENT_CHECKS[kind](component[kind], f"{path}.{kind}", errors)
+
+
+def _event_input_errors(event: Mapping[str, Any]) -> _FieldErrors:
+    errors: _FieldErrors = []
+    if "customerIdentifier" in event:
+        _exactly_one(event["customerIdentifier"], "customerIdentifier", errors)
+    if not event["title"].strip():
+        errors.append(_field_error("title", "Required.", "REQUIRED"))
+    for index, component in enumerate(event["components"]):
+        _check_component(component, f"components.{index}", errors)
+    timestamp = event.get("timestamp")
+    if timestamp is not None and _parse_timestamp(timestamp) is None:
+        message = "Must be an ISO 8601 date and time with a timezone, e.g. 2024-10-28T18:30:00Z."
+        errors.append(_field_error("timestamp", message))
+    return errors
+
+
+# --- the backend: what Plain would store -----------------------------------------------
+
+
+class _Backend:
+    """Workspaces, customers, events and counters. Callers hold ``FakePlain``'s lock."""
+
+    def __init__(self, *, workspace_name: str, unknown_customers: Collection[str]) -> None:
+        self.workspace_name = workspace_name
+        self._unknown_customers = frozenset(unknown_customers)
+        self._unknown_emails = frozenset(value.lower() for value in unknown_customers)
+        self._id_random = random.Random()
+        self._id_sequence = 0
+        self.counters = _Counters()
+        self.workspaces: dict[str, _Workspace] = {}
+
+    def reset(self) -> None:
+        self.counters = _Counters()
+        self.workspaces = {}
+
+    def root(self, key: ApiKey, *, apply: bool) -> dict[str, Callable[..., Any]]:
+        """Root resolvers for one request; with ``apply=False`` mutations only count."""
+
+        def my_workspace(info: GraphQLResolveInfo) -> dict[str, str]:
+            self._count(info)
+            name = self.workspace_name
+            return {"id": key.workspace_id, "name": name, "publicName": name}
+
+        def my_permissions(info: GraphQLResolveInfo) -> dict[str, list[str]]:
+            self._count(info)
+            return {"permissions": sorted(key.permissions)}
+
+        def create_event(info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+            self._count(info)
+            external_id = input.get("externalId") or ""
+            attempts = self.counters.create_attempts
+            attempts[external_id] = attempts.get(external_id, 0) + 1
+            if not apply:
+                return {}
+            return self._create_event(key, info.field_name, input)
+
+        def upsert_customer(info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+            self._count(info)
+            return self._upsert_customer(key, input) if apply else {}
+
+        return {
+            "myWorkspace": my_workspace,
+            "myPermissions": my_permissions,
+            "createCustomerEvent": create_event,
+            "createThreadEvent": create_event,
+            "upsertCustomer": upsert_customer,
+        }
+
+    def _count(self, info: GraphQLResolveInfo) -> None:
+        by_operation = self.counters.by_operation
+        by_operation[info.field_name] = by_operation.get(info.field_name, 0) + 1
+
+    def _workspace(self, workspace_id: str) -> _Workspace:
+        return self.workspaces.setdefault(workspace_id, _Workspace())
+
+    def _new_event_id(self) -> str:
+        self._id_sequence += 1
+        millis = time.time_ns() // 1_000_000
+        # A ULID: 48 bits of time, then 80 bits that the sequence number keeps unique.
+        randomness = (self._id_random.getrandbits(48) << 32) | (self._id_sequence & 0xFFFFFFFF)
+        return "tev_" + _base32((millis << 80) | randomness, 26)
+
+    def _customer_id(
+        self, workspace_id: str, identifier: Mapping[str, Any]
+    ) -> tuple[str | None, str]:
+        """Return (customer id or None if no such customer, the identifier's field path)."""
+        kind, value = next((k, v) for k, v in identifier.items() if v is not None)
+        path = "customerIdentifier"
+        registered = self._workspace(workspace_id).customers.get(_customer_key(kind, value))
+        if registered is not None:
+            return registered["id"], path
+        if kind == "customerId":
+            return (value if value.startswith("c_") and len(value) > 2 else None), path
+        unknown = (
+            value.lower() in self._unknown_emails
+            if kind == "emailAddress"
+            else value in self._unknown_customers
+        )
+        if unknown:
+            return None, path
+        return _derived_id("c_", f"{workspace_id}:{kind}:{_customer_key(kind, value)[1]}"), path
+
+    def _create_event(self, key: ApiKey, operation: str, event: dict[str, Any]) -> dict[str, Any]:
+        output_field = "customerEvent" if operation == "createCustomerEvent" else "threadEvent"
+        forbidden = _forbidden(key, operation)
+        if forbidden is not None:
+            return {output_field: None, "error": forbidden}
+        field_errors = _event_input_errors(event)
+        if field_errors:
+            return {output_field: None, "error": _validation_error(field_errors)}
+        if output_field == "customerEvent":
+            customer_id, path = self._customer_id(key.workspace_id, event["customerIdentifier"])
+            if customer_id is None:
+                return {output_field: None, "error": _not_found_error(path, "Customer not found")}
+            thread_id = None
+        else:
+            thread_id = event["threadId"]
+            if not (thread_id.startswith("th_") and len(thread_id) > 3):
+                return {
+                    output_field: None,
+                    "error": _not_found_error("threadId", "Thread not found"),
+                }
+            customer_id = _derived_id("c_", f"{key.workspace_id}:thread:{thread_id}")
+        workspace = self._workspace(key.workspace_id)
+        external_id = event.get("externalId") or ""
+        if external_id and external_id in workspace.event_external_ids:
+            duplicate = _mutation_error(
+                _DUPLICATE_MESSAGE,
+                error_type="VALIDATION",
+                code="input_validation",
+                field_errors=[_field_error("externalId", _DUPLICATE_MESSAGE)],
+            )
+            return {output_field: None, "error": duplicate}
+        timestamp = event.get("timestamp")
+        created_at = _parse_timestamp(timestamp) if timestamp else None
+        created = {
+            "id": self._new_event_id(),
+            "customerId": customer_id,
+            "threadId": thread_id,
+            "title": event["title"],
+            "createdAt": _date_time(created_at or datetime.now(UTC)),
+        }
+        if external_id:
+            workspace.event_external_ids.add(external_id)
+        creations = self.counters.creations
+        creations[external_id] = creations.get(external_id, 0) + 1
+        self.counters.events.append(
+            {
+                "id": created["id"],
+                "externalId": event.get("externalId"),
+                "title": event["title"],
+                "timestamp": timestamp,
+                "customerIdentifier": event.get("customerIdentifier"),
+                "threadId": thread_id,
+                "components": event["components"],
+                "customerId": customer_id,
+                "createdAt": created["createdAt"]["iso8601"],
+            }
+        )
+        return {output_field: created, "error": None}
+
+    def _upsert_customer(self, key: ApiKey, upsert: dict[str, Any]) -> dict[str, Any]:
+        forbidden = _forbidden(key, "upsertCustomer")
+        if forbidden is not None:
+            return {"result": None, "customer": None, "error": forbidden}
+        field_errors: _FieldErrors = []
+        kind = _exactly_one(upsert["identifier"], "identifier", field_errors)
+        on_create = upsert["onCreate"]
+        if not on_create["fullName"].strip():
+            field_errors.append(_field_error("onCreate.fullName", "Required.", "REQUIRED"))
+        if not on_create["email"]["email"].strip():
+            field_errors.append(_field_error("onCreate.email.email", "Required.", "REQUIRED"))
+        if field_errors or kind is None:
+            return {"result": None, "customer": None, "error": _validation_error(field_errors)}
+        value = upsert["identifier"][kind]
+        if kind == "customerId" and not value.startswith("c_"):
+            error = _not_found_error("identifier.customerId", "Customer not found")
+            return {"result": None, "customer": None, "error": error}
+        customers = self._workspace(key.workspace_id).customers
+        customer = customers.get(_customer_key(kind, value))
+        if customer is None:
+            customer_id = (
+                value
+                if kind == "customerId"
+                else _derived_id("c_", f"{key.workspace_id}:{kind}:{_customer_key(kind, value)[1]}")
+            )
+            external_id = on_create.get("externalId") or (value if kind == "externalId" else None)
+            customer = {
+                "id": customer_id,
+                "externalId": external_id,
+                "fullName": on_create["fullName"],
+                "email": dict(on_create["email"]),
+            }
+            # Register every way an event may name this customer, so events find it.
+            customers[_customer_key(kind, value)] = customer
+            customers[_customer_key("emailAddress", customer["email"]["email"])] = customer
+            customers[_customer_key("customerId", customer_id)] = customer
+            if external_id:
+                customers[_customer_key("externalId", external_id)] = customer
+            return {"result": "CREATED", "customer": customer, "error": None}
+        changed = _apply_update(customer, upsert["onUpdate"])
+        return {"result": "UPDATED" if changed else "NOOP", "customer": customer, "error": None}
+
+
+def _customer_key(kind: str, value: str) -> tuple[str, str]:
+    # Plain matches email addresses case-insensitively.
+    return (kind, value.lower() if kind == "emailAddress" else value)
+
+
+def _apply_update(customer: dict[str, Any], on_update: Mapping[str, Any]) -> bool:
+    before = json.dumps(customer, sort_keys=True)
+    if on_update.get("fullName") is not None:
+        customer["fullName"] = on_update["fullName"]["value"]
+    if on_update.get("externalId") is not None:
+        customer["externalId"] = on_update["externalId"]["value"]
+    if on_update.get("email") is not None:
+        customer["email"] = dict(on_update["email"])
+    return json.dumps(customer, sort_keys=True) != before
+
+
+def _forbidden(key: ApiKey, operation: str) -> dict[str, Any] | None:
+    missing = [p for p in _REQUIRED_PERMISSIONS[operation] if p not in key.permissions]
+    if not missing:
+        return None
+    return _mutation_error(
+        f"Missing permission {', '.join(missing)}",
+        error_type="FORBIDDEN",
+        code="forbidden",
+        field_errors=[],
+    )
+
+
+# --- HTTP ------------------------------------------------------------------------------
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], fake: FakePlain) -> None:
+        super().__init__(address, _Handler)
+        self.fake = fake
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-exchange is routine in fault tests; only real bugs print.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FakePlain/1.0"
+    # Idle keep-alive connections end on their own rather than holding a thread forever.
+    timeout = 60
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.connections_lock:
+            self.server.connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.connections_lock:
+            self.server.connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Stay silent: stdout belongs to the command running the server."""
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        fake = self.server.fake
+        if path == "/_fake/stats":
+            self._send(_Reply(200, asdict(fake.stats())))
+        elif path == "/_fake/events":
+            self._send(_Reply(200, fake.stats().events))
+        elif path == GRAPHQL_PATH:
+            self._send(
+                _Reply(405, _error_body("Use POST", "METHOD_NOT_ALLOWED"), {"Allow": "POST"})
+            )
+        else:
+            self._send(_Reply(404, _error_body("Not Found", "NOT_FOUND")))
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        path = urlsplit(self.path).path
+        fake = self.server.fake
+        if path == GRAPHQL_PATH:
+            reply = fake._answer_graphql(self.headers.get("Authorization"), body)
+            if reply.delay_s:
+                time.sleep(reply.delay_s)
+            if reply.drop:
+                self._drop()
+            else:
+                self._send(reply)
+        elif path == "/_fake/reset":
+            fake.reset()
+            self._send(_Reply(200, {"ok": True}))
+        elif path == "/_fake/faults":
+            self._send(fake._set_faults_from_json(body))
+        else:
+            self._send(_Reply(404, _error_body("Not Found", "NOT_FOUND")))
+
+    def _read_body(self) -> bytes | None:
+        length_header = self.headers.get("Content-Length")
+        try:
+            length = int(length_header) if length_header is not None else -1
+        except ValueError:
+            length = -1
+        if not 0 <= length <= _MAX_BODY_BYTES:
+            # Without a usable length the request's end is unknown: answer and hang up.
+            self.close_connection = True
+            status = 413 if length > _MAX_BODY_BYTES else 411
+            self._send(_Reply(status, _error_body("Content-Length required", "BAD_REQUEST")))
+            return None
+        return self.rfile.read(length)
+
+    def _send(self, reply: _Reply) -> None:
+        payload = json.dumps(reply.payload, separators=(",", ":"), default=str).encode()
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True
+
+    def _drop(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+# --- the server ------------------------------------------------------------------------
+
+
+class FakePlain:
+    """A Plain-compatible GraphQL server on a local port, serving from a daemon thread.
+
+    >>> with FakePlain(api_keys={"k": ApiKey()}, rate_limit=5, window_s=1.0) as fake:
+    ...     fake.url.endswith("/graphql/v1")
+    True
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        api_keys: Mapping[str, ApiKey] | None = None,
+        rate_limit: int = DEFAULT_RATE_LIMIT,
+        window_s: float = DEFAULT_WINDOW_S,
+        workspace_name: str = "Fake Workspace",
+        unknown_customers: Collection[str] = (),
+        faults: Faults | None = None,
+    ) -> None:
+        if rate_limit < 1:
+            raise ValueError(f"rate_limit must be >= 1, got {rate_limit}")
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.faults = faults if faults is not None else Faults()
+        self._host = host
+        self._port = port
+        self._api_keys = dict(api_keys) if api_keys is not None else {DEFAULT_API_KEY: ApiKey()}
+        self._rate_limit = rate_limit
+        self._window_s = window_s
+        self._schema = _subset_schema()
+        self._lock = threading.Lock()
+        self._backend = _Backend(workspace_name=workspace_name, unknown_customers=unknown_customers)
+        self._documents: dict[str, DocumentNode | _BadRequest] = {}
+        # workspace id -> (window index, requests accepted in it)
+        self._windows: dict[str, tuple[int, int]] = {}
+        self._epoch = time.monotonic()
+        self._wall_epoch = time.time()
+        self._random = random.Random(self.faults.seed)
+        self._random_for = self.faults
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The GraphQL endpoint, e.g. ``http://127.0.0.1:54321/graphql/v1``."""
+        if self._server is None:
+            raise RuntimeError("FakePlain is not started; call start() or use it as a context")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}{GRAPHQL_PATH}"
+
+    def start(self) -> FakePlain:
+        """Bind the port and serve in a daemon thread; return ``self``."""
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("FakePlain is already started")
+            self._server = _Server((self._host, self._port), self)
+            # Rate-limit windows are aligned to the moment the server starts serving.
+            self._epoch = time.monotonic()
+            self._wall_epoch = time.time()
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fakeplain",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, hang up open connections and release the port. Idempotent."""
+        server, thread = self._server, self._thread
+        if server is None:
+            return
+        server.shutdown()
+        with server.connections_lock:
+            open_connections = list(server.connections)
+        for connection in open_connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        server.server_close()
+        if thread is not None:
+            thread.join()
+        self._server = None
+        self._thread = None
+
+    def __enter__(self) -> FakePlain:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stats(self) -> Stats:
+        """Return a snapshot of the counters and created events."""
+        with self._lock:
+            return self._backend.counters.snapshot()
+
+    def reset(self) -> None:
+        """Forget counters, events, customers and rate-limit windows; faults stay."""
+        with self._lock:
+            self._backend.reset()
+            self._windows = {}
+
+    # --- request handling, called from handler threads ----------------------------------
+
+    def _set_faults_from_json(self, body: bytes) -> _Reply:
+        try:
+            values = json.loads(body or b"{}")
+            if not isinstance(values, dict):
+                raise ValueError("expected a JSON object of Faults fields")
+            allowed = {item.name for item in fields(Faults)} | {"outage_s"}
+            unknown = sorted(set(values) - allowed)
+            if unknown:
+                raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
+            outage_s = values.pop("outage_s", None)
+            if outage_s is not None:
+                values["outage_until"] = time.monotonic() + float(outage_s)
+            if "latency_ms" in values:
+                low, high = values["latency_ms"]
+                values["latency_ms"] = (float(low), float(high))
+            faults = Faults(**values)
+        except (ValueError, TypeError) as error:
+            return _Reply(400, _error_body(str(error), "BAD_REQUEST"))
+        self.faults = faults
+        return _Reply(200, asdict(faults))
+
+    def _answer_graphql(self, authorization: str | None, body: bytes) -> _Reply:
+        with self._lock:
+            counters = self._backend.counters
+            counters.requests += 1
+            faults = self.faults
+            now = time.monotonic()
+            if now < faults.outage_until:
+                counters.unavailable += 1
+                return _Reply(503, _error_body("Service Unavailable", "SERVICE_UNAVAILABLE"))
+            key = self._authenticate(authorization)
+            if key is None:
+                counters.unauthenticated += 1
+                return _Reply(401, _error_body("Authentication required", "UNAUTHENTICATED"))
+            admitted, headers = self._admit(key.workspace_id, now)
+            if not admitted:
+                counters.rate_limited += 1
+                body_429 = _error_body("Too Many Requests - Rate limit exceeded", "RATE_LIMITED")
+                return _Reply(429, body_429, headers)
+            try:
+                query, variables, operation_name = _parse_request(body)
+                document = self._document(query)
+            except _BadRequest as error:
+                return _Reply(400, _error_body(str(error), error.code), headers)
+            operation = get_operation_ast(document, operation_name)
+            if operation is None:
+                message = "Could not determine which operation to run; set operationName."
+                body_400 = _error_body(message, "OPERATION_RESOLUTION_FAILURE")
+                return _Reply(400, body_400, headers)
+            fault = (
+                self._draw_fault(faults) if operation.operation == OperationType.MUTATION else ""
+            )
+            delay_s = self._draw_latency(faults)
+            result = execute_sync(
+                self._schema,
+                document,
+                root_value=self._backend.root(key, apply=fault not in ("error_500", "drop")),
+                variable_values=variables,
+                operation_name=operation_name,
+            )
+            if fault == "error_500":
+                counters.errors_500 += 1
+                body_500 = _error_body("Internal server error", "INTERNAL_SERVER_ERROR")
+                return _Reply(500, body_500, headers, delay_s=delay_s)
+            if fault == "drop":
+                counters.drops += 1
+                return _Reply(0, drop=True, delay_s=delay_s)
+            request_errors = [error for error in result.errors or () if error.path is None]
+            if request_errors:
+                body_400 = _graphql_error_body(request_errors, "BAD_USER_INPUT")
+                return _Reply(400, body_400, headers, delay_s=delay_s)
+            if fault == "applied_then_drop":
+                counters.applied_then_drops += 1
+                return _Reply(0, drop=True, delay_s=delay_s)
+            return _Reply(200, result.formatted, headers, delay_s=delay_s)
+
+    def _authenticate(self, authorization: str | None) -> ApiKey | None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return self._api_keys.get(token.strip())
+
+    def _admit(self, workspace_id: str, now: float) -> tuple[bool, dict[str, str]]:
+        index = int((now - self._epoch) // self._window_s)
+        window_index, count = self._windows.get(workspace_id, (index, 0))
+        if window_index != index:
+            count = 0
+        admitted = count < self._rate_limit
+        if admitted:
+            count += 1
+            self._windows[workspace_id] = (index, count)
+            counters = self._backend.counters
+            counters.max_requests_in_window = max(counters.max_requests_in_window, count)
+        reset_at = datetime.fromtimestamp(self._wall_epoch + (index + 1) * self._window_s, UTC)
+        headers = {
+            "x-ratelimit-limit": str(self._rate_limit),
+            "x-ratelimit-remaining": str(self._rate_limit - count),
+            "x-ratelimit-reset": _iso_millis(reset_at),
+        }
+        return admitted, headers
+
+    def _document(self, query: str) -> DocumentNode:
+        cached = self._documents.get(query)
+        if cached is None:
+            cached = _parse_and_validate(self._schema, query)
+            if len(self._documents) >= _DOCUMENT_CACHE_SIZE:
+                del self._documents[next(iter(self._documents))]
+            self._documents[query] = cached
+        if isinstance(cached, _BadRequest):
+            raise cached
+        return cached
+
+    def _draw_fault(self, faults: Faults) -> str:
+        if faults is not self._random_for:
+            self._random = random.Random(faults.seed)
+            self._random_for = faults
+        if faults.fail_next > 0:
+            faults.fail_next -= 1
+            return "error_500"
+        roll = self._random.random()
+        for name, probability in (
+            ("error_500", faults.error_500),
+            ("drop", faults.drop),
+            ("applied_then_drop", faults.applied_then_drop),
+        ):
+            if roll < probability:
+                return name
+            roll -= probability
+        return ""
+
+    def _draw_latency(self, faults: Faults) -> float:
+        low, high = faults.latency_ms
+        return self._random.uniform(low, high) / 1000 if high > 0 else 0.0
+
+
+def _parse_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
+    try:
+        request = json.loads(body)
+    except ValueError:
+        raise _BadRequest("POST body sent invalid JSON.") from None
+    if not isinstance(request, dict):
+        raise _BadRequest("POST body must be a JSON object.")
+    query = request.get("query")
+    variables = request.get("variables")
+    operation_name = request.get("operationName")
+    if not isinstance(query, str) or not query.strip():
+        raise _BadRequest("GraphQL operations must contain a non-empty `query`.")
+    if variables is not None and not isinstance(variables, dict):
+        raise _BadRequest("`variables` in a POST body must be an object if provided.")
+    if operation_name is not None and not isinstance(operation_name, str):
+        raise _BadRequest("`operationName` in a POST body must be a string if provided.")
+    return query, variables, operation_name
+
+
+def _parse_and_validate(schema: GraphQLSchema, query: str) -> DocumentNode | _BadRequest:
+    try:
+        document = parse(query)
+    except GraphQLError as error:
+        return _BadRequest(error.message, "GRAPHQL_PARSE_FAILED")
+    errors = validate(schema, document)
+    if errors:
+        return _BadRequest(
+            "; ".join(error.message for error in errors), "GRAPHQL_VALIDATION_FAILED"
+        )
+    return document
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    rate_limit: int,
+    window_s: float,
+    api_keys: Mapping[str, ApiKey],
+) -> None:
+    """Run a fake Plain in the foreground until SIGINT or SIGTERM (``backfill fake-plain``).
+
+    Prints one line, ``fake Plain listening on http://HOST:PORT/graphql/v1``, once the
+    port is bound, so a parent process can read the URL (useful with ``port=0``).
+    """
+    stop_requested = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop_requested.set()
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = (
+        {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if in_main_thread
+        else {}
+    )
+    try:
+        with FakePlain(
+            host=host, port=port, rate_limit=rate_limit, window_s=window_s, api_keys=api_keys
+        ) as fake:
+            print(f"fake Plain listening on {fake.url}", flush=True)
+            # A timeout keeps the wait responsive to signals on every platform.
+            while not stop_requested.wait(0.5):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

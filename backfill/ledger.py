@@ -1,0 +1,463 @@
+"""The SQLite ledger: one row per event, per row issue, per attempt and per run.
+
+It is what makes a run resumable without duplicates: an event is recorded
+`in_flight` (committed, WAL mode) before its request goes out and its answer after
+it arrives. One process holds a SQLite ledger at a time (a lock file beside it), so
+a resume after a crash takes over the dead run's claims at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+from backfill.errors import LedgerBusy, LedgerError
+from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
+
+SCHEMA_VERSION: Final = 1
+_LOOKUP_BATCH: Final = 500
+
+#: Forward migrations: index i upgrades a ledger from version i to i + 1.
+MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE schema_version (version INTEGER NOT NULL);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        heartbeat_at REAL,
+        state TEXT NOT NULL,
+        exit_code INTEGER,
+        options TEXT NOT NULL,
+        mapping_hash TEXT NOT NULL,
+        id_rule TEXT NOT NULL,
+        id_format_version INTEGER NOT NULL,
+        workspace_id TEXT,
+        counts TEXT
+    );
+    CREATE TABLE events (
+        external_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        plain_event_id TEXT,
+        plain_customer_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        code TEXT,
+        message TEXT,
+        source TEXT NOT NULL,
+        position TEXT NOT NULL,
+        event_timestamp TEXT,
+        payload_hash TEXT NOT NULL,
+        mapping_hash TEXT NOT NULL,
+        run_id TEXT NOT NULL,
+        delivered_by TEXT,
+        claimed_by TEXT,
+        claimed_until REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        sent_at REAL,
+        answered_at REAL,
+        latency_ms REAL
+    );
+    CREATE INDEX events_status ON events (status);
+    CREATE TABLE row_issues (
+        run_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        position TEXT NOT NULL,
+        status TEXT NOT NULL,
+        external_id TEXT,
+        column_name TEXT,
+        code TEXT,
+        message TEXT,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (run_id, source, position)
+    );
+    CREATE TABLE attempts (
+        id INTEGER PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        external_id TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        http_status INTEGER,
+        code TEXT,
+        message TEXT,
+        sent_at REAL NOT NULL,
+        answered_at REAL NOT NULL,
+        latency_ms REAL NOT NULL
+    );
+    CREATE INDEX attempts_event ON attempts (external_id);
+    """,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as the runs table keeps it."""
+
+    run_id: str
+    state: str
+    mapping_hash: str
+    id_rule: str
+    id_format_version: int
+
+
+class SqliteLedger:
+    """A ledger in one SQLite file. Open it with `SqliteLedger.open(path)`."""
+
+    def __init__(self, path: str, conn: sqlite3.Connection, lock: IO[str]) -> None:
+        self.path = path
+        self._conn = conn
+        self._lock = lock
+
+    @classmethod
+    def open(cls, path: str) -> SqliteLedger:
+        """Open (creating and migrating as needed) and lock the ledger at `path`."""
+        file = Path(path)
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(f"{path}.lock", "a+", encoding="utf-8")  # noqa: SIM115 - held open
+        except OSError as exc:
+            raise LedgerError(f"cannot create the ledger at {path}: {exc.strerror}") from None
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise LedgerBusy(
+                f"the ledger {path} is in use by {holder}; wait for it to finish, or stop it"
+            ) from None
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(
+                "CREATE TEMP TABLE seen (external_id TEXT PRIMARY KEY, source TEXT, position TEXT)"
+            )
+            ledger = cls(path, conn, lock)
+            ledger._migrate()
+        except sqlite3.DatabaseError as exc:
+            lock.close()
+            raise LedgerError(f"{path} is not a usable ledger: {exc}") from None
+        return ledger
+
+    def close(self) -> None:
+        self._conn.close()
+        self._lock.close()
+
+    # --- schema ------------------------------------------------------------------
+
+    @property
+    def schema_version(self) -> int:
+        row = self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'"
+        ).fetchone()
+        if row is None:
+            return 0
+        found = self._conn.execute("SELECT version FROM schema_version").fetchone()
+        return int(found[0]) if found else 0
+
+    def _migrate(self) -> None:
+        version = self.schema_version
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"{self.path} was written by a newer plain-backfill (schema {version}, this "
+                f"version knows {SCHEMA_VERSION}); upgrade plain-backfill"
+            )
+        for target in range(version, SCHEMA_VERSION):
+            with self._transaction() as cur:
+                for statement in _statements(MIGRATIONS[target]):
+                    cur.execute(statement)
+                cur.execute("DELETE FROM schema_version")
+                cur.execute("INSERT INTO schema_version VALUES (?)", (target + 1,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+        cur = self._conn.cursor()
+        cur.execute("BEGIN IMMEDIATE")
+        try:
+            yield cur
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        else:
+            cur.execute("COMMIT")
+
+    # --- runs --------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        options: Mapping[str, Any],
+        mapping_hash: str,
+        id_rule: str,
+        id_format_version: int,
+    ) -> None:
+        """Record a new run and end any run a crash left `running`."""
+        now = time.time()
+        self._lock.seek(0)
+        self._lock.truncate()
+        self._lock.write(f"run {run_id} (pid {os.getpid()})")
+        self._lock.flush()
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET state = 'crashed', ended_at = COALESCE(heartbeat_at, started_at) "
+                "WHERE state = 'running'"
+            )
+            cur.execute(
+                "INSERT INTO runs (run_id, started_at, heartbeat_at, state, options, mapping_hash,"
+                " id_rule, id_format_version) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                (run_id, now, now, json.dumps(options), mapping_hash, id_rule, id_format_version),
+            )
+            # The lock file proves no other process uses this ledger: claims of earlier runs
+            # are dead and taken over at once.
+            cur.execute("UPDATE events SET claimed_by = NULL, claimed_until = NULL")
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        state: str,
+        exit_code: int,
+        counts: Mapping[str, Any],
+        workspace_id: str,
+    ) -> None:
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET ended_at = ?, state = ?, exit_code = ?, counts = ?,"
+                " workspace_id = ?"
+                " WHERE run_id = ?",
+                (time.time(), state, exit_code, json.dumps(counts), workspace_id or None, run_id),
+            )
+
+    def heartbeat(self, run_id: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def runs(self) -> list[RunRecord]:
+        rows = self._conn.execute(
+            "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
+            "ORDER BY started_at"
+        ).fetchall()
+        return [RunRecord(*row) for row in rows]
+
+    # --- planning ----------------------------------------------------------------
+
+    def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """What the ledger holds for these ids (one query per 500 ids, never per row)."""
+        ids = list(dict.fromkeys(external_ids))
+        found: dict[str, LedgerEntry] = {}
+        for start in range(0, len(ids), _LOOKUP_BATCH):
+            batch = ids[start : start + _LOOKUP_BATCH]
+            marks = ",".join("?" * len(batch))
+            for row in self._conn.execute(
+                "SELECT external_id, status, payload_hash, mapping_hash, "
+                "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
+                "COALESCE(code, ''), COALESCE(message, ''), attempts FROM events "
+                f"WHERE external_id IN ({marks})",
+                batch,
+            ):
+                found[row[0]] = LedgerEntry(row[0], Status(row[1]), *row[2:])
+        return found
+
+    def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+        """Mark (id, source, position) as seen in this run; say where repeated ids were first seen.
+
+        Duplicate detection goes through a temporary table, not an unbounded in-memory set.
+        """
+        earlier: dict[str, tuple[str, str]] = {}
+        ids = [r[0] for r in rows]
+        for start in range(0, len(ids), _LOOKUP_BATCH):
+            batch = ids[start : start + _LOOKUP_BATCH]
+            marks = ",".join("?" * len(batch))
+            for ext_id, source, position in self._conn.execute(
+                f"SELECT external_id, source, position FROM seen WHERE external_id IN ({marks})",
+                batch,
+            ):
+                earlier[ext_id] = (source, position)
+        fresh: dict[str, tuple[str, str]] = {}
+        repeated: dict[str, tuple[str, str]] = {}
+        for ext_id, source, position in rows:
+            first = earlier.get(ext_id) or fresh.get(ext_id)
+            if first is not None:
+                repeated.setdefault(ext_id, first)
+            else:
+                fresh[ext_id] = (source, position)
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT INTO seen VALUES (?, ?, ?)", [(k, *v) for k, v in fresh.items()]
+            )
+        return repeated
+
+    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
+        """Rows that never became an event: invalid ones and duplicates in the source."""
+        if not issues:
+            return
+        now = time.time()
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT OR REPLACE INTO row_issues (run_id, source, position, status, external_id,"
+                " column_name, code, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        issue.source,
+                        issue.position,
+                        str(status),
+                        issue.external_id or None,
+                        issue.problem.column or None,
+                        issue.problem.code,
+                        issue.problem.message,
+                        now,
+                    )
+                    for issue, status in issues
+                ],
+            )
+
+    # --- sending -----------------------------------------------------------------
+
+    def mark_in_flight(
+        self, run_id: str, events: Sequence[Event], *, mapping_hash: str, claim_s: float
+    ) -> None:
+        """Commit these events as `in_flight`, claimed by this run, before they are sent."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT INTO events (external_id, status, kind, source, position, event_timestamp,"
+                " payload_hash, mapping_hash, run_id, claimed_by, claimed_until, created_at,"
+                " updated_at, sent_at) VALUES (?, 'in_flight', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (external_id) DO UPDATE SET status = 'in_flight',"
+                " source = excluded.source, position = excluded.position,"
+                " event_timestamp = excluded.event_timestamp, payload_hash = excluded.payload_hash,"
+                " mapping_hash = excluded.mapping_hash, run_id = excluded.run_id,"
+                " claimed_by = excluded.claimed_by, claimed_until = excluded.claimed_until,"
+                " updated_at = excluded.updated_at, sent_at = excluded.sent_at",
+                [
+                    (
+                        e.external_id,
+                        str(e.kind),
+                        e.source,
+                        e.position,
+                        e.timestamp,
+                        e.payload_hash,
+                        mapping_hash,
+                        run_id,
+                        run_id,
+                        now + claim_s,
+                        now,
+                        now,
+                        now,
+                    )
+                    for e in events
+                ],
+            )
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[tuple[Event, Outcome]],
+        attempts: Sequence[Attempt],
+    ) -> None:
+        """Record final answers and every attempt, in one transaction."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT INTO attempts (run_id, external_id, attempt, outcome, http_status, code,"
+                " message, sent_at, answered_at, latency_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        run_id,
+                        a.external_id,
+                        a.attempt,
+                        a.outcome,
+                        a.http_status,
+                        a.code or None,
+                        a.message or None,
+                        a.sent_at,
+                        a.answered_at,
+                        a.latency_ms,
+                    )
+                    for a in attempts
+                ],
+            )
+            cur.executemany(
+                "UPDATE events SET status = ?, plain_event_id = COALESCE(?, plain_event_id),"
+                " plain_customer_id = COALESCE(?, plain_customer_id), attempts = attempts + ?,"
+                " code = ?, message = ?, delivered_by = CASE WHEN ? THEN ? ELSE delivered_by END,"
+                " claimed_by = NULL, claimed_until = NULL, updated_at = ?, sent_at = ?,"
+                " answered_at = ?, latency_ms = ? WHERE external_id = ?",
+                [
+                    (
+                        str(o.status),
+                        o.plain_event_id or None,
+                        o.plain_customer_id or None,
+                        o.attempts,
+                        o.code or None,
+                        o.message or None,
+                        o.status in (Status.DELIVERED, Status.ALREADY_EXISTED),
+                        run_id,
+                        now,
+                        o.sent_at or None,
+                        o.answered_at or None,
+                        o.latency_ms or None,
+                        e.external_id,
+                    )
+                    for e, o in outcomes
+                ],
+            )
+
+    def release(self, events: Sequence[Event]) -> None:
+        """Drop this run's claim on events it will not send after all (the run stopped)."""
+        with self._transaction() as cur:
+            cur.executemany(
+                "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ?",
+                [(e.external_id,) for e in events],
+            )
+
+    # --- reading -----------------------------------------------------------------
+
+    def status_counts(self) -> dict[str, int]:
+        return {
+            str(status): int(n)
+            for status, n in self._conn.execute(
+                "SELECT status, COUNT(*) FROM events GROUP BY status"
+            )
+        }
+
+    def event(self, external_id: str) -> dict[str, Any] | None:
+        cur = self._conn.execute("SELECT * FROM events WHERE external_id = ?", (external_id,))
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only access for reports and tests."""
+        return list(self._conn.execute(sql, params))
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

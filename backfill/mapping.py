@@ -1,0 +1,497 @@
+"""The mapping file: TOML in, a checked `MappingSpec` and compiled templates out.
+
+A mapping says which Plain event each row becomes: its kind, title, customer,
+historical timestamp, components and the externalId rule. Templates are Jinja2 in
+a sandboxed environment with strict undefined variables; every column a template
+names is checked against each source's header before anything is sent, so a typo
+fails at once, not at row 3,000,000. Enum values (sizes, colours) are checked
+against Plain's schema here, at load time, not per row.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+import jinja2.meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from backfill import plain_enums
+from backfill.errors import MappingError
+from backfill.ids import ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
+from backfill.models import EventKind
+
+FieldKind = Literal["text", "url", "enum", "timestamp"]
+
+#: Who the customer is: mapping key -> CustomerIdentifierInput field.
+CUSTOMER_IDENTIFIERS: Final = {
+    "email": "emailAddress",
+    "external_id": "externalId",
+    "customer_id": "customerId",
+}
+MAX_TEXT: Final = 10_000
+MAX_LABEL: Final = 500
+MAX_COPY_VALUE: Final = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class FieldSpec:
+    """One field of a component: its mapping key, GraphQL name and offline checks."""
+
+    name: str
+    gql: str
+    kind: FieldKind
+    required: bool = False
+    max_len: int | None = None
+    enum: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentSpec:
+    """A component type: its `EventComponentInput` field and its fields."""
+
+    gql: str
+    fields: tuple[FieldSpec, ...]
+
+
+def _text(name: str, gql: str, max_len: int, *, required: bool = False) -> FieldSpec:
+    return FieldSpec(name, gql, "text", required=required, max_len=max_len)
+
+
+def _enum(name: str, gql: str, enum: str, *, required: bool = False) -> FieldSpec:
+    return FieldSpec(name, gql, "enum", required=required, enum=enum)
+
+
+#: Every component type the mapping knows, keyed by the `type` a mapping writes.
+COMPONENTS: Final[dict[str, ComponentSpec]] = {
+    "text": ComponentSpec(
+        "componentText",
+        (
+            _text("text", "text", MAX_TEXT, required=True),
+            _enum("size", "textSize", "ComponentTextSize"),
+            _enum("color", "textColor", "ComponentTextColor"),
+        ),
+    ),
+    "plain_text": ComponentSpec(
+        "componentPlainText",
+        (
+            _text("text", "plainText", MAX_TEXT, required=True),
+            _enum("size", "plainTextSize", "ComponentPlainTextSize"),
+            _enum("color", "plainTextColor", "ComponentPlainTextColor"),
+        ),
+    ),
+    "divider": ComponentSpec(
+        "componentDivider", (_enum("spacing", "dividerSpacingSize", "ComponentDividerSpacingSize"),)
+    ),
+    "spacer": ComponentSpec(
+        "componentSpacer", (_enum("size", "spacerSize", "ComponentSpacerSize", required=True),)
+    ),
+    "link_button": ComponentSpec(
+        "componentLinkButton",
+        (
+            FieldSpec("url", "linkButtonUrl", "url", required=True),
+            _text("label", "linkButtonLabel", MAX_LABEL, required=True),
+        ),
+    ),
+    "badge": ComponentSpec(
+        "componentBadge",
+        (
+            _text("label", "badgeLabel", MAX_LABEL, required=True),
+            _enum("color", "badgeColor", "ComponentBadgeColor"),
+        ),
+    ),
+    "copy_button": ComponentSpec(
+        "componentCopyButton",
+        (
+            _text("value", "copyButtonValue", MAX_COPY_VALUE, required=True),
+            _text("tooltip", "copyButtonTooltipLabel", MAX_LABEL),
+        ),
+    ),
+    "date_time": ComponentSpec(
+        "componentDateTime", (FieldSpec("value", "dateTimeIso8601", "timestamp", required=True),)
+    ),
+}
+
+_BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_CONTEXT_NAMES: Final = frozenset({"row"})
+
+
+@dataclass(frozen=True, slots=True)
+class KeyColumn:
+    """A column of the externalId key and the type it is normalised by."""
+
+    column: str
+    type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ComponentRule:
+    """One `[[components]]` entry: its type, field values and optional `when`."""
+
+    type: str
+    key: str
+    values: tuple[tuple[str, str], ...]
+    when: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MappingSpec:
+    """A checked mapping file, not yet bound to any source."""
+
+    file: str
+    kind: EventKind
+    title: str
+    customer_field: str
+    customer_column: str
+    timestamp_column: str
+    timezone: str
+    namespace: str
+    keys: tuple[KeyColumn, ...]
+    id_template: str
+    components: tuple[ComponentRule, ...]
+    hash: str
+
+    @property
+    def id_rule(self) -> str:
+        """A canonical description of the externalId rule, kept in the ledger."""
+        rule: dict[str, Any] = {"version": ID_FORMAT_VERSION, "namespace": self.namespace}
+        if self.id_template:
+            rule["template"] = self.id_template
+        else:
+            rule["keys"] = [[k.column, k.type] for k in self.keys]
+            rule["timezone"] = (
+                self.timezone if any(k.type == "timestamp" for k in self.keys) else ""
+            )
+        return json.dumps(rule, sort_keys=True, separators=(",", ":"))
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+def load_mapping(path: str | Path) -> MappingSpec:
+    """Read and check a mapping file.
+
+    >>> spec = load_mapping("data/mapping.toml")  # doctest: +SKIP
+    >>> spec.namespace
+    'acme-activity'
+    """
+    file = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise MappingError(f"cannot read the mapping file ({exc.strerror})", file=file) from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MappingError(f"not valid TOML: {exc}", file=file) from None
+    return parse_mapping(data, file=file)
+
+
+def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingSpec:
+    """Check a parsed mapping document and return its spec (pure)."""
+    reader = _Reader(file)
+    reader.only(data, "", {"kind", "title", "customer", "timestamp", "external_id", "components"})
+    kind_text = reader.string(data, "kind", default="customer")
+    if kind_text != EventKind.CUSTOMER:
+        raise MappingError(
+            f"unsupported kind {kind_text!r}; this version maps customer events ('customer')",
+            file=file,
+            key="kind",
+        )
+    title = reader.template(data, "title")
+
+    customer = reader.table(data, "customer")
+    reader.only(customer, "customer", set(CUSTOMER_IDENTIFIERS))
+    chosen = [k for k in CUSTOMER_IDENTIFIERS if k in customer]
+    if len(chosen) != 1:
+        raise MappingError(
+            "give exactly one of email, external_id, customer_id (the column naming the customer)",
+            file=file,
+            key="customer",
+        )
+    customer_column = reader.string(customer, chosen[0], where="customer")
+
+    timestamp = reader.table(data, "timestamp")
+    reader.only(timestamp, "timestamp", {"column", "timezone"})
+    timestamp_column = reader.string(timestamp, "column", where="timestamp")
+    timezone = reader.string(timestamp, "timezone", where="timestamp", default="UTC")
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MappingError(
+            f"unknown timezone {timezone!r} (use an IANA name such as 'UTC' or 'Europe/Paris')",
+            file=file,
+            key="timestamp.timezone",
+        ) from None
+
+    ident = reader.table(data, "external_id")
+    reader.only(ident, "external_id", {"namespace", "key", "template"})
+    namespace = reader.string(ident, "namespace", where="external_id")
+    if not NAMESPACE_PATTERN.match(namespace):
+        raise MappingError(
+            "namespace must be 1-64 letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit",
+            file=file,
+            key="external_id.namespace",
+        )
+    keys = _keys(reader, ident)
+    id_template = str(ident.get("template", ""))
+    if bool(keys) == bool(id_template):
+        raise MappingError(
+            "give either key (the key columns) or template, not both",
+            file=file,
+            key="external_id",
+        )
+
+    raw_components = data.get("components", [])
+    if not isinstance(raw_components, list):
+        raise MappingError(
+            "must be an array of tables ([[components]])", file=file, key="components"
+        )
+    components = tuple(_component(reader, i, c) for i, c in enumerate(raw_components))
+
+    digest = hashlib.sha256(
+        json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()
+    ).hexdigest()[:16]
+    return MappingSpec(
+        file=file,
+        kind=EventKind.CUSTOMER,
+        title=title,
+        customer_field=CUSTOMER_IDENTIFIERS[chosen[0]],
+        customer_column=customer_column,
+        timestamp_column=timestamp_column,
+        timezone=timezone,
+        namespace=namespace,
+        keys=keys,
+        id_template=id_template,
+        components=components,
+        hash=digest,
+    )
+
+
+def _keys(reader: _Reader, ident: Mapping[str, Any]) -> tuple[KeyColumn, ...]:
+    raw = ident.get("key", [])
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise MappingError("must be a list of columns", file=reader.file, key="external_id.key")
+    keys = []
+    for i, item in enumerate(raw):
+        where = f"external_id.key[{i}]"
+        if isinstance(item, str):
+            item = {"column": item}
+        if not isinstance(item, dict):
+            raise MappingError(
+                "must be a column name or {column, type}", file=reader.file, key=where
+            )
+        reader.only(item, where, {"column", "type"})
+        column = reader.string(item, "column", where=where)
+        key_type = reader.string(item, "type", where=where, default="string")
+        if key_type not in KEY_TYPES:
+            raise MappingError(
+                f"unknown key type {key_type!r} (one of {', '.join(KEY_TYPES)})",
+                file=reader.file,
+                key=f"{where}.type",
+            )
+        keys.append(KeyColumn(column, key_type))
+    return tuple(keys)
+
+
+def _component(reader: _Reader, index: int, raw: Any) -> ComponentRule:
+    where = f"components[{index}]"
+    if not isinstance(raw, dict):
+        raise MappingError("must be a table", file=reader.file, key=where)
+    type_name = reader.string(raw, "type", where=where)
+    spec = COMPONENTS.get(type_name)
+    if spec is None:
+        raise MappingError(
+            f"unknown component type {type_name!r}{_suggest(type_name, COMPONENTS)} "
+            f"(one of {', '.join(COMPONENTS)})",
+            file=reader.file,
+            key=f"{where}.type",
+        )
+    reader.only(raw, where, {"type", "when"} | {f.name for f in spec.fields})
+    values = []
+    for field in spec.fields:
+        if field.name not in raw:
+            if field.required:
+                raise MappingError(
+                    f"a {type_name} component needs {field.name!r}",
+                    file=reader.file,
+                    key=f"{where}.{field.name}",
+                )
+            continue
+        value = reader.string(raw, field.name, where=where)
+        if field.kind == "enum":
+            allowed = plain_enums.ENUMS[field.enum]
+            if value not in allowed:
+                raise MappingError(
+                    f"{value!r} is not a {field.enum}{_suggest(value, allowed)} "
+                    f"(one of {', '.join(sorted(allowed))})",
+                    file=reader.file,
+                    key=f"{where}.{field.name}",
+                )
+        values.append((field.name, value))
+    when = reader.string(raw, "when", where=where, default="")
+    return ComponentRule(type=type_name, key=where, values=tuple(values), when=when)
+
+
+def _suggest(word: str, choices: Sequence[str] | Mapping[str, Any] | frozenset[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """Typed access to TOML tables with errors that name the file and key."""
+
+    file: str
+
+    def only(self, table: Mapping[str, Any], where: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                name = f"{where}.{key}" if where else key
+                raise MappingError(
+                    f"unknown key{_suggest(key, sorted(allowed))} "
+                    f"(allowed: {', '.join(sorted(allowed))})",
+                    file=self.file,
+                    key=name,
+                )
+
+    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            raise MappingError(f"missing table [{key}]", file=self.file, key=key)
+        return value
+
+    def string(
+        self, data: Mapping[str, Any], key: str, *, where: str = "", default: str | None = None
+    ) -> str:
+        name = f"{where}.{key}" if where else key
+        value = data.get(key, default)
+        if value is None:
+            raise MappingError("is required", file=self.file, key=name)
+        if not isinstance(value, str):
+            raise MappingError("must be a string", file=self.file, key=name)
+        return value
+
+    def template(self, data: Mapping[str, Any], key: str) -> str:
+        value = self.string(data, key)
+        if not value.strip():
+            raise MappingError("must not be empty", file=self.file, key=key)
+        return value
+
+
+# --- templates -----------------------------------------------------------------------
+
+Context = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A compiled template; a bare ``{{ column }}`` skips Jinja entirely."""
+
+    source: str
+    key: str
+    columns: frozenset[str]
+    render: Callable[[Context], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Condition:
+    """A compiled `when` expression."""
+
+    source: str
+    key: str
+    columns: frozenset[str]
+    test: Callable[[Context], Any]
+
+
+def environment() -> SandboxedEnvironment:
+    """The one Jinja environment: sandboxed, undefined names are errors."""
+    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def compile_template(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Template:
+    """Compile a template once; syntax errors name the mapping key and show the template."""
+    bare = _BARE.match(source)
+    if bare:
+        column = bare.group(1)
+        return Template(source, key, frozenset({column}), lambda ctx: _text_of(ctx[column]))
+    try:
+        ast = env.parse(source)
+        compiled = env.from_string(ast)
+    except jinja2.TemplateSyntaxError as exc:
+        raise MappingError(
+            f"template syntax error: {exc.message} in {source!r}", file=file, key=key
+        ) from None
+    names = (
+        frozenset(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
+    )
+    return Template(source, key, names, compiled.render)
+
+
+def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Condition:
+    """Compile a `when` expression (Jinja expression syntax, e.g. ``amount != ''``)."""
+    try:
+        ast = env.parse("{{ (" + source + ") }}")
+        test = env.compile_expression(source, undefined_to_none=False)
+    except jinja2.TemplateSyntaxError as exc:
+        raise MappingError(
+            f"expression syntax error: {exc.message} in {source!r}", file=file, key=key
+        ) from None
+    names = (
+        frozenset(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
+    )
+    return Condition(source, key, names, lambda ctx: test(**ctx))
+
+
+def _text_of(value: Any) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def check_columns(spec: MappingSpec, columns: Sequence[str], *, source: str) -> None:
+    """Fail before anything is sent when the mapping names a column `source` lacks."""
+    present = set(columns)
+    for key, column in referenced_columns(spec):
+        if column not in present:
+            raise MappingError(
+                f"unknown column {column!r}{_suggest(column, list(columns))} in {source} "
+                f"(its columns: {', '.join(columns)})",
+                file=spec.file,
+                key=key,
+                column=column,
+            )
+
+
+def referenced_columns(spec: MappingSpec) -> list[tuple[str, str]]:
+    """Every (mapping key, column) pair the mapping reads."""
+    env = environment()
+    refs: list[tuple[str, str]] = [
+        ("customer", spec.customer_column),
+        ("timestamp.column", spec.timestamp_column),
+    ]
+    refs += [(f"external_id.key[{i}]", k.column) for i, k in enumerate(spec.keys)]
+    templates = [("title", spec.title)]
+    if spec.id_template:
+        templates.append(("external_id.template", spec.id_template))
+    for rule in spec.components:
+        kinds = {f.name: f.kind for f in COMPONENTS[rule.type].fields}
+        templates += [(f"{rule.key}.{n}", v) for n, v in rule.values if kinds[n] != "enum"]
+        if rule.when:
+            cond = compile_condition(env, rule.when, file=spec.file, key=f"{rule.key}.when")
+            refs += [(cond.key, c) for c in sorted(cond.columns)]
+    for key, source in templates:
+        template = compile_template(env, source, file=spec.file, key=key)
+        refs += [(key, c) for c in sorted(template.columns)]
+    return refs

@@ -1,0 +1,208 @@
+"""Records that cross a stage boundary, the Status enum and the swappable parts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class Status(StrEnum):
+    """What became of an event or a source row (see README, "Statuses")."""
+
+    DELIVERED = "delivered"
+    ALREADY_EXISTED = "already_existed"
+    INVALID = "invalid"
+    DUPLICATE_IN_SOURCE = "duplicate_in_source"
+    REJECTED = "rejected"
+    RETRYABLE = "retryable"
+    IN_FLIGHT = "in_flight"
+
+
+#: Statuses that mean Plain holds the event: a re-run skips them without a request.
+DONE = frozenset({Status.DELIVERED, Status.ALREADY_EXISTED})
+#: Statuses that make a run end with exit code 1.
+FAILED = frozenset({Status.INVALID, Status.REJECTED, Status.RETRYABLE})
+
+
+class EventKind(StrEnum):
+    """Which Plain mutation an event becomes."""
+
+    CUSTOMER = "customer"
+    THREAD = "thread"
+
+
+@dataclass(frozen=True, slots=True)
+class RowProblem:
+    """Why a row cannot become an event: the column (if any), a code and a message."""
+
+    code: str
+    message: str
+    column: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One record of a source, values as text, with where it came from.
+
+    `position` is the record's first physical line for CSV. A row the reader could
+    not split honestly (too few or too many fields, bad bytes) carries a `problem`.
+    """
+
+    source: str
+    position: str
+    values: Mapping[str, str]
+    problem: RowProblem | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A mapped row: the `input` variables of one Plain mutation and its identity."""
+
+    external_id: str
+    kind: EventKind
+    input: Mapping[str, Any]
+    payload_hash: str
+    source: str
+    position: str
+    timestamp: str
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """A row that failed mapping or offline checks; never sent."""
+
+    source: str
+    position: str
+    problem: RowProblem
+    external_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The final answer for one event after retries."""
+
+    status: Status
+    attempts: int
+    plain_event_id: str = ""
+    plain_customer_id: str = ""
+    code: str = ""
+    message: str = ""
+    sent_at: float = 0.0
+    answered_at: float = 0.0
+    latency_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One request outcome for one event (a 429 is recorded too, it is not a failure)."""
+
+    external_id: str
+    attempt: int
+    outcome: str
+    sent_at: float
+    answered_at: float
+    http_status: int | None = None
+    code: str = ""
+    message: str = ""
+
+    @property
+    def latency_ms(self) -> float:
+        return round((self.answered_at - self.sent_at) * 1000, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """What the ledger knows of one externalId, as the planner needs it."""
+
+    external_id: str
+    status: Status
+    payload_hash: str
+    mapping_hash: str
+    run_id: str
+    source: str
+    position: str
+    plain_event_id: str = ""
+    code: str = ""
+    message: str = ""
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultRow:
+    """One line of results.csv / failed.csv / export (the documented column set)."""
+
+    run_id: str
+    external_id: str
+    status: str
+    plain_event_id: str = ""
+    source: str = ""
+    position: str = ""
+    column: str = ""
+    code: str = ""
+    message: str = ""
+    note: str = ""
+    event_timestamp: str = ""
+    attempts: int | str = ""
+    sent_at: str = ""
+    answered_at: str = ""
+    latency_ms: float | str = ""
+
+
+RESULT_COLUMNS: tuple[str, ...] = tuple(ResultRow.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """The workspace an API key writes to, as the preflight query reports it."""
+
+    id: str
+    name: str
+    permissions: frozenset[str]
+
+
+@dataclass(slots=True)
+class Counts:
+    """Rows per final status in one run, plus what the run learnt along the way."""
+
+    by_status: dict[str, int] = field(default_factory=dict)
+    rows_read: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    skipped_done: int = 0
+    changed_payloads: int = 0
+
+    def add(self, status: Status | str, n: int = 1) -> None:
+        self.by_status[str(status)] = self.by_status.get(str(status), 0) + n
+
+    def get(self, status: Status) -> int:
+        return self.by_status.get(str(status), 0)
+
+
+class LedgerView(Protocol):
+    """The part of the ledger the planner reads."""
+
+    def lookup(self, external_ids: Iterable[str]) -> Mapping[str, LedgerEntry]: ...
+
+
+class Clock(Protocol):
+    """Monotonic time and sleeping, injected so limiter tests never sleep."""
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(max(0.0, seconds))

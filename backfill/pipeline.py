@@ -1,0 +1,538 @@
+"""The library API: `run()` / `arun()` wire reader, planner, mapper, sender, ledger and reports.
+
+This is the only module that joins the edges together; the CLI, Airflow and
+notebooks call these functions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from backfill.config import Settings, default_ledger
+from backfill.errors import AuthError, BackfillError, ConfigError, LedgerError, Transient
+from backfill.ids import ID_FORMAT_VERSION
+from backfill.ledger import SqliteLedger
+from backfill.mapper import Mapper, compile_mapper, event_id, map_row
+from backfill.mapping import MappingSpec, check_columns, load_mapping
+from backfill.models import (
+    FAILED,
+    Counts,
+    Event,
+    Invalid,
+    Outcome,
+    ResultRow,
+    RowProblem,
+    SourceRow,
+    Status,
+    Workspace,
+)
+from backfill.plain import PERMISSIONS
+from backfill.planner import Decision, Planned, plan
+from backfill.readers import read_chunks, read_header
+from backfill.reports import ResultsWriter, RunSummary, iso, write_summary
+from backfill.sender import Sender, SendOptions
+
+log = logging.getLogger(__name__)
+
+EXIT_OK: Final = 0
+EXIT_FAILED_ROWS: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_AUTH: Final = 4
+EXIT_UNREACHABLE: Final = 5
+EXIT_SIGNALS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: How long in-flight requests may finish after a stop signal before they are left `in_flight`.
+STOP_GRACE_S: Final = 10.0
+HEARTBEAT_S: Final = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of a running job, for progress bars and log lines."""
+
+    rows_read: int
+    settled: int
+    delivered: int
+    failed: int
+    skipped: int
+    requests: int
+    elapsed_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.delivered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+ProgressCallback = Callable[[Progress], None]
+NoticeCallback = Callable[[str], None]
+
+
+def run(
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    notice: NoticeCallback | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Run the backfill to the end and return its summary.
+
+    >>> from backfill import resolve, run
+    >>> summary = run(resolve(sources=("data/sample_activity.csv",),
+    ...                       mapping="data/mapping.toml"))  # doctest: +SKIP
+    >>> summary.exit_code  # doctest: +SKIP
+    0
+    """
+    return asyncio.run(
+        arun(settings, progress=progress, notice=notice, handle_signals=handle_signals)
+    )
+
+
+async def arun(
+    settings: Settings,
+    *,
+    progress: ProgressCallback | None = None,
+    notice: NoticeCallback | None = None,
+    handle_signals: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RunSummary:
+    """The async twin of `run` (for notebooks, which already run an event loop)."""
+    spec = load_mapping(settings.mapping)
+    mapper = compile_mapper(spec)
+    if not settings.sources:
+        raise ConfigError("give at least one source file")
+    for source in settings.sources:
+        check_columns(spec, read_header(source), source=source)
+    if not settings.api_key:
+        raise ConfigError("set PLAIN_API_KEY to the API key of the workspace to write to")
+    ledger_path = settings.ledger or default_ledger(spec.namespace)
+    ledger = SqliteLedger.open(ledger_path)
+    try:
+        _check_id_rule(ledger, spec, allow_change=settings.allow_id_change)
+        run_id = new_run_id()
+        ledger.start_run(
+            run_id,
+            options=settings.public(),
+            mapping_hash=spec.hash,
+            id_rule=spec.id_rule,
+            id_format_version=ID_FORMAT_VERSION,
+        )
+        folder = Path(settings.results_dir) / run_id
+        say = notice or (lambda text: log.info("%s", text))
+        say(f"run {run_id}: ledger {ledger_path}, results {folder}")
+        job = _Job(settings, spec, mapper, ledger, run_id, folder, say, progress, transport)
+        return await job.execute(handle_signals=handle_signals)
+    finally:
+        ledger.close()
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC start time plus a random suffix."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def _check_id_rule(ledger: SqliteLedger, spec: MappingSpec, *, allow_change: bool) -> None:
+    rule = f"{ID_FORMAT_VERSION}:{spec.id_rule}"
+    known = ledger.meta("id_rule")
+    if known is not None and known != rule and not allow_change:
+        raise LedgerError(
+            f"the ledger {ledger.path} was written with another externalId rule "
+            f"({known}); this mapping's rule is {rule}. Resuming would create new events in "
+            "Plain for rows already delivered. Pass --allow-id-change if that is intended."
+        )
+    if known != rule:
+        ledger.set_meta("id_rule", rule)
+
+
+@dataclass(slots=True)
+class _Stop:
+    reason: str = ""
+    exit_code: int = 0
+    error: BackfillError | None = None
+    event: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set(self, reason: str, exit_code: int, error: BackfillError | None = None) -> None:
+        if not self.event.is_set():
+            self.reason, self.exit_code, self.error = reason, exit_code, error
+            self.event.set()
+
+    @property
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+class _Job:
+    """One run's moving parts; `execute` is the whole job."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        spec: MappingSpec,
+        mapper: Mapper,
+        ledger: SqliteLedger,
+        run_id: str,
+        folder: Path,
+        notice: NoticeCallback,
+        progress: ProgressCallback | None,
+        transport: httpx.AsyncBaseTransport | None,
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.mapper = mapper
+        self.ledger = ledger
+        self.run_id = run_id
+        self.folder = folder
+        self.notice = notice
+        self.progress = progress
+        self.transport = transport
+        self.counts = Counts()
+        self.stop = _Stop()
+        self.started = time.monotonic()
+        self.workspace: Workspace | None = None
+        self.sender: Sender | None = None
+        self._preflight_lock = asyncio.Lock()
+        self.results = ResultsWriter(folder)
+
+    async def execute(self, *, handle_signals: bool) -> RunSummary:
+        loop = asyncio.get_running_loop()
+        installed = []
+        if handle_signals:
+            for signum in EXIT_SIGNALS:
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                installed.append(signum)
+        options = self.settings
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=options.concurrency * 4)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._run_tasks(queue)
+        finally:
+            heartbeat.cancel()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            if self.sender is not None:
+                await self.sender.aclose()
+            self.results.close()
+        return self._summarise()
+
+    # --- producing -----------------------------------------------------------------
+
+    async def _produce(self, queue: asyncio.Queue[Event | None]) -> None:
+        try:
+            for chunk in read_chunks(
+                self.settings.sources,
+                limit=self.settings.limit,
+                chunk_rows=self.settings.chunk_rows,
+            ):
+                if self.stop.is_set:
+                    break
+                events = self._plan_chunk(chunk)
+                for n, event in enumerate(events):
+                    if self.stop.is_set:
+                        self._unsent(event)
+                        continue
+                    try:
+                        await queue.put(event)
+                    except asyncio.CancelledError:
+                        for left in events[n:]:
+                            self._unsent(left)
+                        raise
+                self._report_progress()
+        except BackfillError as exc:
+            self.stop.set(str(exc), exc.exit_code, exc)
+        for _ in range(self.settings.concurrency):
+            await queue.put(None)
+
+    def _plan_chunk(self, chunk: list[SourceRow]) -> list[Event]:
+        self.counts.rows_read += len(chunk)
+        pairs: list[tuple[SourceRow, str | RowProblem]] = [
+            (row, event_id(self.mapper, row) if row.problem is None else row.problem)
+            for row in chunk
+        ]
+        ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
+        first_seen = self.ledger.first_seen(ids)
+        entries = self.ledger.lookup(i for i, _, _ in ids)
+        events: list[Event] = []
+        issues: list[tuple[Invalid, Status]] = []
+        for item in plan(pairs, entries, first_seen):
+            if item.decision == Decision.SEND:
+                mapped = map_row(self.mapper, item.row, item.external_id)
+                if isinstance(mapped, Event):
+                    events.append(mapped)
+                    continue
+                issues.append((mapped, Status.INVALID))
+            elif item.decision in (Decision.INVALID, Decision.DUPLICATE):
+                assert item.problem is not None
+                status = (
+                    Status.INVALID
+                    if item.decision == Decision.INVALID
+                    else Status.DUPLICATE_IN_SOURCE
+                )
+                issues.append(
+                    (
+                        Invalid(item.row.source, item.row.position, item.problem, item.external_id),
+                        status,
+                    )
+                )
+            else:
+                self._settled_earlier(item)
+        self.ledger.record_issues(self.run_id, issues)
+        for issue, status in issues:
+            self._write(
+                ResultRow(
+                    run_id=self.run_id,
+                    external_id=issue.external_id,
+                    status=str(status),
+                    source=issue.source,
+                    position=issue.position,
+                    column=issue.problem.column,
+                    code=issue.problem.code,
+                    message=issue.problem.message,
+                ),
+                status,
+            )
+        return events
+
+    def _settled_earlier(self, item: Planned) -> None:
+        entry = item.entry
+        assert entry is not None
+        if item.decision == Decision.SKIP_DONE:
+            self.counts.skipped_done += 1
+            if entry.mapping_hash != self.spec.hash:
+                mapped = map_row(self.mapper, item.row, item.external_id)
+                if isinstance(mapped, Invalid) or mapped.payload_hash != entry.payload_hash:
+                    self.counts.changed_payloads += 1
+        note = f"settled by run {entry.run_id}; not sent again"
+        self._write(
+            ResultRow(
+                run_id=self.run_id,
+                external_id=item.external_id,
+                status=str(entry.status),
+                plain_event_id=entry.plain_event_id,
+                source=item.row.source,
+                position=item.row.position,
+                code=entry.code,
+                message=entry.message,
+                note=note,
+                attempts=entry.attempts,
+            ),
+            entry.status,
+        )
+
+    # --- sending -------------------------------------------------------------------
+
+    async def _worker(self, queue: asyncio.Queue[Event | None]) -> None:
+        while True:
+            event = await queue.get()
+            if event is None:
+                return
+            if self.stop.is_set or not await self._preflight():
+                self._unsent(event)
+                continue
+            self.ledger.mark_in_flight(
+                self.run_id,
+                [event],
+                mapping_hash=self.spec.hash,
+                claim_s=self.settings.timeout_s * 4,
+            )
+            assert self.sender is not None
+            try:
+                outcome, attempts = await self.sender.send(event)
+            except AuthError as exc:
+                self.stop.set(str(exc), EXIT_AUTH, exc)
+                outcome = Outcome(Status.RETRYABLE, attempts=1, code=exc.code, message=str(exc))
+                attempts = []
+            except asyncio.CancelledError:
+                self._write_event(
+                    event,
+                    Outcome(Status.IN_FLIGHT, attempts=1),
+                    note="the run stopped before Plain answered",
+                )
+                raise
+            self.ledger.record_outcomes(self.run_id, [(event, outcome)], attempts)
+            self._write_event(event, outcome)
+            self._report_progress()
+
+    async def _preflight(self) -> bool:
+        """Check the key once, before the first event; False when the run must stop."""
+        async with self._preflight_lock:
+            if self.workspace is not None:
+                return True
+            if self.stop.is_set:
+                return False
+            settings = self.settings
+            self.sender = Sender(
+                url=settings.api_url,
+                api_key=settings.api_key,
+                options=SendOptions(
+                    rate_per_s=settings.rate_per_s,
+                    max_retries=settings.max_retries,
+                    timeout_s=settings.timeout_s,
+                    concurrency=settings.concurrency,
+                ),
+                transport=self.transport,
+            )
+            try:
+                workspace = await self.sender.preflight()
+                self._check_workspace(workspace)
+            except AuthError as exc:
+                self.stop.set(str(exc), EXIT_AUTH, exc)
+                return False
+            except Transient as exc:
+                self.stop.set(f"Plain is unreachable: {exc}", EXIT_UNREACHABLE, exc)
+                return False
+            except BackfillError as exc:
+                self.stop.set(str(exc), exc.exit_code, exc)
+                return False
+            self.workspace = workspace
+            self.notice(f"writing to workspace {workspace.name!r} ({workspace.id})")
+            return True
+
+    def _check_workspace(self, workspace: Workspace) -> None:
+        expected = self.settings.expect_workspace
+        if expected and workspace.id != expected:
+            raise AuthError(
+                f"the API key writes to workspace {workspace.name!r} ({workspace.id}), not "
+                f"{expected} as --expect-workspace requires; nothing was sent"
+            )
+        needed = PERMISSIONS[self.spec.kind]
+        if needed not in workspace.permissions:
+            raise AuthError(
+                f"the API key lacks the permission {needed} in workspace {workspace.name!r} "
+                f"({workspace.id}); grant it to the key's machine user; nothing was sent"
+            )
+
+    async def _run_tasks(self, queue: asyncio.Queue[Event | None]) -> None:
+        tasks = [asyncio.create_task(self._produce(queue))]
+        tasks += [
+            asyncio.create_task(self._worker(queue)) for _ in range(self.settings.concurrency)
+        ]
+        stopper = asyncio.create_task(self.stop.event.wait())
+        try:
+            await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            while not stopper.done() and not all(t.done() for t in tasks):
+                await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            if not all(t.done() for t in tasks):
+                # Stopping: requests in flight may finish for a bounded time, then stay in_flight.
+                _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                while not queue.empty():
+                    left = queue.get_nowait()
+                    if left is not None:
+                        self._unsent(left)
+        finally:
+            stopper.cancel()
+        for task in tasks:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self.stop.is_set:
+            # A second signal: leave at once; every ledger write is its own transaction.
+            os._exit(EXIT_SIGNALS[signum])
+        self.notice(f"{signum.name}: stopping intake, letting requests in flight finish")
+        self.stop.set(f"interrupted by {signum.name}", EXIT_SIGNALS[signum])
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            self.ledger.heartbeat(self.run_id)
+
+    # --- results -------------------------------------------------------------------
+
+    def _unsent(self, event: Event) -> None:
+        note = "not sent: the run stopped; it is sent next run"
+        self._write_event(event, Outcome(Status.RETRYABLE, attempts=0), note=note)
+
+    def _write_event(self, event: Event, outcome: Outcome, *, note: str = "") -> None:
+        self._write(
+            ResultRow(
+                run_id=self.run_id,
+                external_id=event.external_id,
+                status=str(outcome.status),
+                plain_event_id=outcome.plain_event_id,
+                source=event.source,
+                position=event.position,
+                code=outcome.code,
+                message=outcome.message,
+                note=note or event.note,
+                event_timestamp=event.timestamp,
+                attempts=outcome.attempts,
+                sent_at=iso(outcome.sent_at),
+                answered_at=iso(outcome.answered_at),
+                latency_ms=outcome.latency_ms or "",
+            ),
+            outcome.status,
+        )
+
+    def _write(self, row: ResultRow, status: Status) -> None:
+        self.counts.add(status)
+        self.results.write(row)
+
+    def _report_progress(self) -> None:
+        if self.progress is None:
+            return
+        by = self.counts
+        self.progress(
+            Progress(
+                rows_read=by.rows_read,
+                settled=sum(by.by_status.values()),
+                delivered=by.get(Status.DELIVERED)
+                + by.get(Status.ALREADY_EXISTED)
+                - by.skipped_done,
+                failed=sum(by.get(s) for s in FAILED),
+                skipped=by.skipped_done,
+                requests=self.sender.requests if self.sender else 0,
+                elapsed_s=time.monotonic() - self.started,
+            )
+        )
+
+    def _summarise(self) -> RunSummary:
+        elapsed = time.monotonic() - self.started
+        by = self.counts
+        if self.stop.is_set:
+            exit_code, state = self.stop.exit_code, "stopped"
+        elif any(by.get(s) for s in FAILED):
+            exit_code, state = EXIT_FAILED_ROWS, "finished with failures"
+        else:
+            exit_code, state = EXIT_OK, "finished"
+        sent_ok = by.get(Status.DELIVERED) + by.get(Status.ALREADY_EXISTED) - by.skipped_done
+        workspace = self.workspace
+        summary = RunSummary(
+            run_id=self.run_id,
+            exit_code=exit_code,
+            state=state,
+            counts=dict(by.by_status),
+            rows_read=by.rows_read,
+            requests=self.sender.requests if self.sender else 0,
+            rate_limited=self.sender.rate_limited if self.sender else 0,
+            skipped_done=by.skipped_done,
+            changed_payloads=by.changed_payloads,
+            elapsed_s=round(elapsed, 3),
+            events_per_s=round(sent_ok / elapsed, 2) if elapsed > 0 else 0.0,
+            results_dir=str(self.folder),
+            ledger=self.ledger.path,
+            workspace_id=workspace.id if workspace else "",
+            workspace_name=workspace.name if workspace else "",
+            message=self.stop.reason,
+        )
+        self.ledger.end_run(
+            self.run_id,
+            state=state,
+            exit_code=exit_code,
+            counts=summary.counts,
+            workspace_id=summary.workspace_id,
+        )
+        write_summary(summary, self.folder)
+        return summary

@@ -1,0 +1,233 @@
+"""Plain's GraphQL documents, request bodies, and answers turned into `Answer`s (pure).
+
+The sender does the HTTP; everything it needs to know about what Plain said lives
+here, so error classification is unit-tested without a network.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final, Literal
+
+from backfill.models import Event, EventKind, Workspace
+
+DEFAULT_API_URL: Final = "https://core-api.uk.plain.com/graphql/v1"
+
+_ERROR_FIELDS: Final = "error { message type code fields { field message type } }"
+CREATE_CUSTOMER_EVENT: Final = (
+    "mutation createCustomerEvent($input: CreateCustomerEventInput!) {"
+    " createCustomerEvent(input: $input) {"
+    " customerEvent { id customerId } " + _ERROR_FIELDS + " } }"
+)
+PREFLIGHT: Final = "query preflight { myWorkspace { id name } myPermissions { permissions } }"
+
+#: The permission each event kind needs.
+PERMISSIONS: Final = {
+    EventKind.CUSTOMER: "customerEvent:create",
+    EventKind.THREAD: "threadEvent:create",
+}
+
+AnswerKind = Literal[
+    "delivered", "already_existed", "rejected", "transient", "rate_limited", "auth"
+]
+
+_AUTH_CODES: Final = frozenset({"UNAUTHENTICATED", "FORBIDDEN"})
+_RETRY_CODES: Final = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"})
+_DUPLICATE_WORDS: Final = (
+    "already exist",
+    "duplicate",
+    "unique",
+    "already been used",
+    "already in use",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What one request (or one mutation in it) came to."""
+
+    kind: AnswerKind
+    code: str = ""
+    message: str = ""
+    plain_event_id: str = ""
+    plain_customer_id: str = ""
+    wait_s: float = 0.0
+
+
+def event_body(event: Event) -> dict[str, Any]:
+    """The JSON body that creates `event`."""
+    return {
+        "query": CREATE_CUSTOMER_EVENT,
+        "variables": {"input": dict(event.input)},
+        "operationName": "createCustomerEvent",
+    }
+
+
+def preflight_body() -> dict[str, Any]:
+    return {"query": PREFLIGHT, "variables": {}, "operationName": "preflight"}
+
+
+def classify_http(
+    status: int, headers: Mapping[str, str], body: bytes, *, now: datetime | None = None
+) -> Answer | dict[str, Any]:
+    """Classify transport-level outcomes; return the GraphQL `data` when there is some.
+
+    A returned dict is the response's `data` object, for `classify_mutation` to read.
+    """
+    if status == 429:
+        return Answer(
+            "rate_limited",
+            "RATE_LIMITED",
+            "rate limit exceeded",
+            wait_s=rate_limit_wait(headers, now),
+        )
+    if status in (401, 403):
+        return Answer(
+            "auth", _first_code(body) or f"HTTP_{status}", _first_message(body) or f"HTTP {status}"
+        )
+    if status >= 500 or status == 408:
+        return Answer("transient", f"HTTP_{status}", _first_message(body) or f"HTTP {status}")
+    parsed = _json(body)
+    if parsed is None:
+        if status >= 400:
+            return Answer(
+                "rejected", f"HTTP_{status}", f"HTTP {status} with a body that is not JSON"
+            )
+        return Answer("transient", "BAD_RESPONSE", f"HTTP {status} with a body that is not JSON")
+    errors = parsed.get("errors") or []
+    data = parsed.get("data")
+    if errors and not data:
+        return _graphql_error(errors[0], status)
+    if status >= 400 or not isinstance(data, dict):
+        return Answer("rejected", f"HTTP_{status}", f"HTTP {status}")
+    return data
+
+
+def classify_mutation(result: Any, *, output_field: str = "customerEvent") -> Answer:
+    """Classify one mutation's output (`{customerEvent, error}`)."""
+    if not isinstance(result, dict):
+        return Answer("transient", "BAD_RESPONSE", "the response has no mutation result")
+    error = result.get("error")
+    if error:
+        return _mutation_error(error)
+    created = result.get(output_field)
+    if not isinstance(created, dict) or not created.get("id"):
+        return Answer("transient", "BAD_RESPONSE", "the response has neither an event nor an error")
+    return Answer(
+        "delivered",
+        plain_event_id=str(created["id"]),
+        plain_customer_id=str(created.get("customerId") or ""),
+    )
+
+
+def parse_preflight(data: Mapping[str, Any]) -> Workspace:
+    """Read the preflight query's `data`."""
+    workspace = data.get("myWorkspace") or {}
+    permissions = (data.get("myPermissions") or {}).get("permissions") or []
+    return Workspace(
+        id=str(workspace.get("id", "")),
+        name=str(workspace.get("name", "")),
+        permissions=frozenset(str(p) for p in permissions),
+    )
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: datetime | None = None) -> float:
+    """Seconds to wait after a 429: `Retry-After`, else `x-ratelimit-reset` vs the server clock.
+
+    The reset is compared with the server's `Date` header when there is one, so a
+    skewed local clock neither hammers nor idles.
+    """
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            pass
+    reset = headers.get("x-ratelimit-reset")
+    if not reset:
+        return 1.0
+    try:
+        reset_at = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+    except ValueError:
+        return 1.0
+    server_now = now or datetime.now(UTC)
+    date = headers.get("date")
+    if date:
+        try:
+            server_now = parsedate_to_datetime(date)
+        except (TypeError, ValueError):
+            pass
+    if reset_at.tzinfo is None:
+        reset_at = reset_at.replace(tzinfo=UTC)
+    # Date has whole seconds only: the true server time may be up to 1 s later.
+    return max(0.0, (reset_at - server_now).total_seconds())
+
+
+def _mutation_error(error: Mapping[str, Any]) -> Answer:
+    code = str(error.get("code") or "")
+    kind = str(error.get("type") or "")
+    message = str(error.get("message") or "")
+    fields = [f for f in error.get("fields") or [] if isinstance(f, dict)]
+    details = "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields)
+    full = f"{message} ({details})" if details else message
+    if _is_duplicate(code, message, fields):
+        return Answer("already_existed", code, full)
+    if kind == "FORBIDDEN" or code == "forbidden":
+        return Answer("auth", code or "forbidden", full)
+    if kind == "INTERNAL" or code == "internal":
+        return Answer("transient", code or "internal", full)
+    return Answer("rejected", code or kind.lower() or "rejected", full)
+
+
+def _is_duplicate(code: str, message: str, fields: list[dict[str, Any]]) -> bool:
+    """Plain does not document the duplicate-externalId answer: recognise it robustly."""
+    lowered_code = code.lower()
+    if any(word in lowered_code for word in ("already_exist", "duplicate", "not_unique")):
+        return True
+    for field in fields:
+        name = str(field.get("field") or "").lower()
+        text = str(field.get("message") or "").lower()
+        if name.endswith("externalid") and any(word in text for word in _DUPLICATE_WORDS):
+            return True
+    lowered = message.lower()
+    return "external" in lowered and any(word in lowered for word in _DUPLICATE_WORDS)
+
+
+def _graphql_error(error: Any, status: int) -> Answer:
+    extensions = error.get("extensions") or {} if isinstance(error, dict) else {}
+    code = str(extensions.get("code") or f"HTTP_{status}")
+    message = str(error.get("message") or "") if isinstance(error, dict) else ""
+    if code in _AUTH_CODES:
+        return Answer("auth", code, message)
+    if code == "RATE_LIMITED":
+        return Answer("rate_limited", code, message, wait_s=1.0)
+    if code in _RETRY_CODES:
+        return Answer("transient", code, message)
+    return Answer("rejected", code, message)
+
+
+def _json(body: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _first_error(body: bytes) -> dict[str, Any]:
+    parsed = _json(body) or {}
+    errors = parsed.get("errors") or [{}]
+    first = errors[0] if isinstance(errors, list) and errors else {}
+    return first if isinstance(first, dict) else {}
+
+
+def _first_code(body: bytes) -> str:
+    return str((_first_error(body).get("extensions") or {}).get("code") or "")
+
+
+def _first_message(body: bytes) -> str:
+    return str(_first_error(body).get("message") or "")[:300]

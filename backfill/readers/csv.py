@@ -1,0 +1,146 @@
+"""CSV files, streamed: values as text, every record with its first physical line.
+
+The stdlib `csv` module is used rather than pandas because pandas pads short rows
+and cannot say on which line a record starts; here a record with too few or too
+many fields, or with bytes that are not valid in the file's encoding, becomes a
+row with a `problem` (never padded, never dropped) and reading goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Final
+
+from backfill.errors import SourceError
+from backfill.models import RowProblem, SourceRow
+
+DEFAULT_CHUNK_ROWS: Final = 1000
+#: Large enough for a 5 MB free-text field; csv's default is 128 KiB.
+FIELD_SIZE_LIMIT: Final = 64 * 1024 * 1024
+_UNDECODABLE = re.compile("[\udc80-\udcff]")
+
+csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
+
+
+@dataclass(frozen=True, slots=True)
+class CsvOptions:
+    """How to split a CSV file."""
+
+    delimiter: str = ","
+    quotechar: str = '"'
+    encoding: str = "utf-8-sig"
+
+
+def read_header(path: str, options: CsvOptions = CsvOptions()) -> list[str]:
+    """The column names of `path`; a file-level problem raises SourceError."""
+    with _open(path, options) as fh:
+        lines = _Lines(fh)
+        reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
+        return _header(path, reader, lines)
+
+
+def read_rows(path: str, options: CsvOptions = CsvOptions()) -> Iterator[SourceRow]:
+    """Yield every record of `path` as a SourceRow (position = first physical line)."""
+    with _open(path, options) as fh:
+        lines = _Lines(fh)
+        reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
+        header = _header(path, reader, lines)
+        width = len(header)
+        while True:
+            start = lines.count + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                yield SourceRow(
+                    path, str(start), {}, RowProblem("csv_error", f"unreadable record: {exc}")
+                )
+                continue
+            if not fields:
+                continue  # a blank line is not a record
+            bad = lines.undecodable_since(start)
+            if bad is not None:
+                problem = RowProblem(
+                    "encoding", f"line {bad} has bytes that are not valid {options.encoding}"
+                )
+                yield SourceRow(path, str(start), {}, problem)
+            elif len(fields) != width:
+                problem = RowProblem("field_count", f"expected {width} fields, found {len(fields)}")
+                yield SourceRow(path, str(start), {}, problem)
+            else:
+                yield SourceRow(path, str(start), dict(zip(header, fields, strict=True)))
+
+
+def read_chunks(
+    paths: Sequence[str],
+    *,
+    options: CsvOptions = CsvOptions(),
+    limit: int | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> Iterator[list[SourceRow]]:
+    """Yield rows of every file in order, `chunk_rows` at a time, at most `limit` in all."""
+    chunk: list[SourceRow] = []
+    taken = 0
+    for path in paths:
+        for row in read_rows(path, options):
+            if limit is not None and taken >= limit:
+                break
+            chunk.append(row)
+            taken += 1
+            if len(chunk) >= chunk_rows:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _open(path: str, options: CsvOptions) -> IO[str]:
+    try:
+        return open(path, encoding=options.encoding, errors="surrogateescape", newline="")
+    except FileNotFoundError:
+        raise SourceError("no such file", file=path) from None
+    except OSError as exc:
+        raise SourceError(f"cannot open ({exc.strerror})", file=path) from None
+
+
+def _header(path: str, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise SourceError("the file is empty: expected a header row", file=path) from None
+    except csv.Error as exc:
+        raise SourceError(f"unreadable header: {exc}", file=path, line=1) from None
+    if lines.undecodable_since(1) is not None:
+        raise SourceError("the header has bytes that are not valid text", file=path, line=1)
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise SourceError(f"column {name!r} appears twice in the header", file=path, line=1)
+        seen.add(name)
+    return header
+
+
+class _Lines(Iterable[str]):
+    """Physical lines of a text file, counted, remembering which had undecodable bytes."""
+
+    def __init__(self, fh: IO[str]) -> None:
+        self._fh = fh
+        self.count = 0
+        self._bad: list[int] = []
+
+    def __iter__(self) -> Iterator[str]:
+        for line in self._fh:
+            self.count += 1
+            if _UNDECODABLE.search(line):
+                self._bad.append(self.count)
+            yield line
+
+    def undecodable_since(self, start: int) -> int | None:
+        while self._bad and self._bad[0] < start:
+            self._bad.pop(0)
+        return self._bad[0] if self._bad else None

@@ -1,0 +1,133 @@
+"""Result files of a run: results.csv, failed.csv and summary.json.
+
+One column set everywhere (`RESULT_COLUMNS`). Free-text cells that a spreadsheet
+would run as a formula (starting with ``=``, ``+``, ``-``, ``@``, tab or carriage
+return) get a leading apostrophe in the `source`, `column`, `message` and `note`
+columns; ids, timestamps and numbers are never altered.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any, Final
+
+from backfill.models import FAILED, RESULT_COLUMNS, ResultRow
+
+FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(text: str) -> str:
+    """Make a free-text cell inert in spreadsheets.
+
+    >>> neutralise("=HYPERLINK(1)")
+    "'=HYPERLINK(1)"
+    """
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def iso(epoch: float) -> str:
+    """An epoch time as ISO 8601 UTC with milliseconds, or empty for 0."""
+    if not epoch:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class ResultsWriter:
+    """Streams results.csv and failed.csv into a run's folder as rows are settled."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self._results, self._results_csv = self._open("results.csv")
+        self._failed, self._failed_csv = self._open("failed.csv")
+
+    def _open(self, name: str) -> tuple[IO[str], Any]:
+        fh = open(self.folder / name, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        writer = csv.writer(fh)
+        writer.writerow(RESULT_COLUMNS)
+        return fh, writer
+
+    def write(self, row: ResultRow) -> None:
+        cells = [
+            neutralise(str(v)) if name in FREE_TEXT_COLUMNS else v
+            for name, v in zip(RESULT_COLUMNS, _values(row), strict=True)
+        ]
+        self._results_csv.writerow(cells)
+        if row.status in FAILED:
+            self._failed_csv.writerow(cells)
+
+    def flush(self) -> None:
+        self._results.flush()
+        self._failed.flush()
+
+    def close(self) -> None:
+        self._results.close()
+        self._failed.close()
+
+
+def _values(row: ResultRow) -> tuple[Any, ...]:
+    return tuple(getattr(row, name) for name in RESULT_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a run did, for the screen, summary.json and callers of the library."""
+
+    run_id: str
+    exit_code: int
+    state: str
+    counts: Mapping[str, int]
+    rows_read: int
+    requests: int
+    rate_limited: int
+    skipped_done: int
+    changed_payloads: int
+    elapsed_s: float
+    events_per_s: float
+    results_dir: str
+    ledger: str
+    workspace_id: str = ""
+    workspace_name: str = ""
+    message: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def write_summary(summary: RunSummary, folder: Path) -> None:
+    (folder / "summary.json").write_text(
+        json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def render_summary(summary: RunSummary) -> str:
+    """The one-screen summary printed at the end of a run."""
+    lines = [f"run {summary.run_id}: {summary.state} (exit {summary.exit_code})"]
+    if summary.message:
+        lines.append(f"  {summary.message}")
+    if summary.workspace_name or summary.workspace_id:
+        lines.append(f"  workspace          {summary.workspace_name} ({summary.workspace_id})")
+    lines.append(f"  rows read          {summary.rows_read}")
+    for status, n in sorted(summary.counts.items()):
+        lines.append(f"  {status:<18} {n}")
+    if summary.skipped_done:
+        lines.append(f"  (of which {summary.skipped_done} delivered earlier: skipped, no request)")
+    if summary.changed_payloads:
+        lines.append(
+            f"  {summary.changed_payloads} delivered rows would now send a different payload "
+            "(the mapping changed; they are not sent again)"
+        )
+    lines.append(f"  requests           {summary.requests} ({summary.rate_limited} rate-limited)")
+    lines.append(
+        f"  elapsed            {summary.elapsed_s:.1f}s, {summary.events_per_s:.1f} events/s"
+    )
+    lines.append(f"  results            {summary.results_dir}")
+    lines.append(f"  ledger             {summary.ledger}")
+    return "\n".join(lines)
