@@ -317,12 +317,16 @@ def _check_length(
         errors.append(_field_error(path, message))
 
 
-def _exactly_one(value: Mapping[str, Any], path: str, errors: _FieldErrors) -> str | None:
+def _exactly_one(
+    value: Mapping[str, Any],
+    path: str,
+    errors: _FieldErrors,
+    message: str = "Exactly one field must be set.",
+) -> str | None:
+    """Return the one field of an input object that is set, else record an error."""
     chosen = [name for name, item in value.items() if item is not None]
     if len(chosen) != 1:
-        errors.append(
-            _field_error(path, f"Exactly one of {', '.join(value) or 'its fields'} must be set.")
-        )
+        errors.append(_field_error(path, message))
         return None
     return chosen[0]
 
@@ -424,7 +428,8 @@ def _check_component(component: Mapping[str, Any], path: str, errors: _FieldErro
 def _event_input_errors(event: Mapping[str, Any]) -> _FieldErrors:
     errors: _FieldErrors = []
     if "customerIdentifier" in event:
-        _exactly_one(event["customerIdentifier"], "customerIdentifier", errors)
+        message = "Exactly one of customerId, emailAddress or externalId must be set."
+        _exactly_one(event["customerIdentifier"], "customerIdentifier", errors, message)
     if not event["title"].strip():
         errors.append(_field_error("title", "Required.", "REQUIRED"))
     for index, component in enumerate(event["components"]):
@@ -458,16 +463,16 @@ class _Backend:
     def root(self, key: ApiKey, *, apply: bool) -> dict[str, Callable[..., Any]]:
         """Root resolvers for one request; with ``apply=False`` mutations only count."""
 
-        def my_workspace(info: GraphQLResolveInfo) -> dict[str, str]:
+        def my_workspace(info: GraphQLResolveInfo[Any]) -> dict[str, str]:
             self._count(info)
             name = self.workspace_name
             return {"id": key.workspace_id, "name": name, "publicName": name}
 
-        def my_permissions(info: GraphQLResolveInfo) -> dict[str, list[str]]:
+        def my_permissions(info: GraphQLResolveInfo[Any]) -> dict[str, list[str]]:
             self._count(info)
             return {"permissions": sorted(key.permissions)}
 
-        def create_event(info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+        def create_event(info: GraphQLResolveInfo[Any], input: dict[str, Any]) -> dict[str, Any]:
             self._count(info)
             external_id = input.get("externalId") or ""
             attempts = self.counters.create_attempts
@@ -476,7 +481,7 @@ class _Backend:
                 return {}
             return self._create_event(key, info.field_name, input)
 
-        def upsert_customer(info: GraphQLResolveInfo, input: dict[str, Any]) -> dict[str, Any]:
+        def upsert_customer(info: GraphQLResolveInfo[Any], input: dict[str, Any]) -> dict[str, Any]:
             self._count(info)
             return self._upsert_customer(key, input) if apply else {}
 
@@ -488,7 +493,7 @@ class _Backend:
             "upsertCustomer": upsert_customer,
         }
 
-    def _count(self, info: GraphQLResolveInfo) -> None:
+    def _count(self, info: GraphQLResolveInfo[Any]) -> None:
         by_operation = self.counters.by_operation
         by_operation[info.field_name] = by_operation.get(info.field_name, 0) + 1
 
@@ -502,25 +507,24 @@ class _Backend:
         randomness = (self._id_random.getrandbits(48) << 32) | (self._id_sequence & 0xFFFFFFFF)
         return "tev_" + _base32((millis << 80) | randomness, 26)
 
-    def _customer_id(
-        self, workspace_id: str, identifier: Mapping[str, Any]
-    ) -> tuple[str | None, str]:
-        """Return (customer id or None if no such customer, the identifier's field path)."""
+    def _customer_id(self, workspace_id: str, identifier: Mapping[str, Any]) -> str | None:
+        """Return the id of the customer an identifier names, or None if there is none.
+
+        Customers upserted here are found first; otherwise every customer exists unless
+        listed in ``unknown_customers``, with an id derived from its identifier.
+        """
         kind, value = next((k, v) for k, v in identifier.items() if v is not None)
-        path = "customerIdentifier"
         registered = self._workspace(workspace_id).customers.get(_customer_key(kind, value))
         if registered is not None:
-            return registered["id"], path
+            return str(registered["id"])
         if kind == "customerId":
-            return (value if value.startswith("c_") and len(value) > 2 else None), path
+            return value if value.startswith("c_") and len(value) > 2 else None
         unknown = (
             value.lower() in self._unknown_emails
             if kind == "emailAddress"
             else value in self._unknown_customers
         )
-        if unknown:
-            return None, path
-        return _derived_id("c_", f"{workspace_id}:{kind}:{_customer_key(kind, value)[1]}"), path
+        return None if unknown else _customer_derived_id(workspace_id, kind, value)
 
     def _create_event(self, key: ApiKey, operation: str, event: dict[str, Any]) -> dict[str, Any]:
         output_field = "customerEvent" if operation == "createCustomerEvent" else "threadEvent"
@@ -531,9 +535,10 @@ class _Backend:
         if field_errors:
             return {output_field: None, "error": _validation_error(field_errors)}
         if output_field == "customerEvent":
-            customer_id, path = self._customer_id(key.workspace_id, event["customerIdentifier"])
+            customer_id = self._customer_id(key.workspace_id, event["customerIdentifier"])
             if customer_id is None:
-                return {output_field: None, "error": _not_found_error(path, "Customer not found")}
+                error = _not_found_error("customerIdentifier", "Customer not found")
+                return {output_field: None, "error": error}
             thread_id = None
         else:
             thread_id = event["threadId"]
@@ -604,7 +609,7 @@ class _Backend:
             customer_id = (
                 value
                 if kind == "customerId"
-                else _derived_id("c_", f"{key.workspace_id}:{kind}:{_customer_key(kind, value)[1]}")
+                else _customer_derived_id(key.workspace_id, kind, value)
             )
             external_id = on_create.get("externalId") or (value if kind == "externalId" else None)
             customer = {
@@ -627,6 +632,10 @@ class _Backend:
 def _customer_key(kind: str, value: str) -> tuple[str, str]:
     # Plain matches email addresses case-insensitively.
     return (kind, value.lower() if kind == "emailAddress" else value)
+
+
+def _customer_derived_id(workspace_id: str, kind: str, value: str) -> str:
+    return _derived_id("c_", f"{workspace_id}:{kind}:{_customer_key(kind, value)[1]}")
 
 
 def _apply_update(customer: dict[str, Any], on_update: Mapping[str, Any]) -> bool:
@@ -676,6 +685,8 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "FakePlain/1.0"
     # Idle keep-alive connections end on their own rather than holding a thread forever.
     timeout = 60
+    # Headers and body go out in separate writes; Nagle plus delayed ACKs would add ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:

@@ -22,7 +22,7 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Final
 
 ID_FORMAT_VERSION: Final = 1
@@ -75,7 +75,9 @@ def normalise_key(text: str, key_type: str, tz: tzinfo) -> str:
             raise KeyValueError(f"not a finite decimal: {value[:60]!r}")
         if number.is_zero():
             return "0"
-        return f"{number.normalize():f}"
+        # normalize() rounds to the context's precision: give it every digit there is.
+        exact = Context(prec=max(1, len(number.as_tuple().digits)))
+        return f"{number.normalize(exact):f}"
     if key_type == "timestamp":
         return parse_timestamp(value, tz).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     raise ValueError(f"unknown key type {key_type!r}")

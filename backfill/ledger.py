@@ -136,6 +136,7 @@ class SqliteLedger:
             raise LedgerBusy(
                 f"the ledger {path} is in use by {holder}; wait for it to finish, or stop it"
             ) from None
+        conn: sqlite3.Connection | None = None
         try:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -146,9 +147,13 @@ class SqliteLedger:
             )
             ledger = cls(path, conn, lock)
             ledger._migrate()
-        except sqlite3.DatabaseError as exc:
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
             lock.close()
-            raise LedgerError(f"{path} is not a usable ledger: {exc}") from None
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise LedgerError(f"{path} is not a usable ledger: {exc}") from None
+            raise
         return ledger
 
     def close(self) -> None:

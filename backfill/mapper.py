@@ -103,6 +103,12 @@ def event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
     """The row's externalId from its key columns alone, or why it has none."""
     spec = mapper.spec
     if mapper.id_template is not None:
+        for column in sorted(mapper.id_template.columns):
+            if not row.values.get(column, "").strip():
+                # An empty part would make different rows share one id.
+                return RowProblem(
+                    "bad_key", f"column {column!r} of the externalId template is empty", column
+                )
         try:
             value = _render(mapper.id_template, _context(row.values)).strip()
         except _RowInvalid as exc:

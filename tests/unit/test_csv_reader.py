@@ -1,0 +1,86 @@
+import pytest
+
+from backfill.errors import SourceError
+from backfill.readers import read_chunks, read_header
+from backfill.readers.csv import read_rows
+
+
+def write(tmp_path, text: str | bytes, name="in.csv"):
+    path = tmp_path / name
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8", newline="")
+    else:
+        path.write_bytes(text)
+    return str(path)
+
+
+def test_values_stay_text_and_empty_stays_empty(tmp_path):
+    path = write(tmp_path, "id,big,amount,empty\n00123,1234567890123456789,1.50,\n")
+    (row,) = list(read_rows(path))
+    assert row.values == {"id": "00123", "big": "1234567890123456789", "amount": "1.50", "empty": ""}
+    assert row.problem is None
+
+
+def test_position_is_the_first_physical_line_of_the_record(tmp_path):
+    path = write(tmp_path, 'a,b\n1,"multi\nline\nfield"\n\n2,"x, ""q"""\r\n3,z\n')
+    rows = list(read_rows(path))
+    assert [(r.position, r.values["a"]) for r in rows] == [("2", "1"), ("6", "2"), ("7", "3")]
+    assert rows[0].values["b"] == "multi\nline\nfield"
+    assert rows[1].values["b"] == 'x, "q"'
+
+
+def test_short_and_long_records_are_problems_never_padded(tmp_path):
+    path = write(tmp_path, "a,b,c\n1,2\n1,2,3,4\n1,2,3\n")
+    rows = list(read_rows(path))
+    assert [r.position for r in rows] == ["2", "3", "4"]
+    assert rows[0].problem and rows[0].problem.message == "expected 3 fields, found 2"
+    assert rows[1].problem and rows[1].problem.message == "expected 3 fields, found 4"
+    assert rows[0].values == {} and rows[2].problem is None
+
+
+def test_invalid_utf8_makes_only_that_record_a_problem(tmp_path):
+    path = write(tmp_path, b"a,b\n1,ok\n2,bad\xff\xfe\n3,\xc3\xa9\n")
+    rows = list(read_rows(path))
+    assert rows[1].problem and rows[1].problem.code == "encoding"
+    assert "line 3" in rows[1].problem.message
+    assert rows[0].problem is None and rows[2].values["b"] == "é"
+
+
+def test_a_bom_is_not_part_of_the_first_column(tmp_path):
+    path = write(tmp_path, "\ufeffid,x\n1,2\n".encode())
+    assert read_header(path) == ["id", "x"]
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        pytest.param("", "empty", id="empty-file"),
+        pytest.param("a,a\n1,2\n", "appears twice", id="duplicate-header"),
+    ],
+)
+def test_file_level_problems_raise_source_error_naming_the_file(tmp_path, content, fragment):
+    path = write(tmp_path, content)
+    with pytest.raises(SourceError) as err:
+        read_header(path)
+    assert fragment in str(err.value) and path in str(err.value)
+
+
+def test_a_missing_file_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        read_header(str(tmp_path / "nope.csv"))
+
+
+def test_chunks_span_files_in_order_and_limit_counts_rows(tmp_path):
+    one = write(tmp_path, "a\n1\n2\n3\n", "one.csv")
+    two = write(tmp_path, "a\n4\n5\n", "two.csv")
+    chunks = list(read_chunks([one, two], chunk_rows=2))
+    assert [[r.values["a"] for r in c] for c in chunks] == [["1", "2"], ["3", "4"], ["5"]]
+    limited = [r.values["a"] for c in read_chunks([one, two], limit=4) for r in c]
+    assert limited == ["1", "2", "3", "4"]
+
+
+def test_a_huge_field_is_read(tmp_path):
+    big = "x" * (5 * 1024 * 1024)
+    path = write(tmp_path, f"a,b\n1,{big}\n")
+    (row,) = list(read_rows(path))
+    assert len(row.values["b"]) == len(big)

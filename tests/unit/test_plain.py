@@ -1,0 +1,94 @@
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from backfill.plain import classify_http, classify_mutation, rate_limit_wait
+
+
+def body(obj):
+    return json.dumps(obj).encode()
+
+
+def mutation_error(code, message="m", kind="VALIDATION", fields=()):
+    return {"message": message, "type": kind, "code": code, "fields": list(fields)}
+
+
+def test_success_is_delivered_with_ids():
+    data = classify_http(200, {}, body({"data": {"createCustomerEvent": {"customerEvent": {"id": "tev_1", "customerId": "c_1"}, "error": None}}}))
+    assert isinstance(data, dict)
+    answer = classify_mutation(data["createCustomerEvent"])
+    assert (answer.kind, answer.plain_event_id, answer.plain_customer_id) == ("delivered", "tev_1", "c_1")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(mutation_error("input_validation", fields=[{"field": "externalId", "message": "An event with this external ID already exists.", "type": "VALIDATION"}]), id="field-error"),
+        pytest.param(mutation_error("input_validation", fields=[{"field": "input.externalId", "message": "must be unique", "type": "VALIDATION"}]), id="nested-field"),
+        pytest.param(mutation_error("customer_event_already_exists"), id="code"),
+        pytest.param(mutation_error("input_validation", message="Event with external id x already exists"), id="message"),
+    ],
+)
+def test_duplicate_external_id_is_already_existed(error):
+    assert classify_mutation({"customerEvent": None, "error": error}).kind == "already_existed"
+
+
+def test_other_external_id_field_errors_are_rejections():
+    error = mutation_error("input_validation", fields=[{"field": "externalId", "message": "too long", "type": "VALIDATION"}])
+    assert classify_mutation({"error": error}).kind == "rejected"
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        pytest.param(mutation_error("not_found", fields=[{"field": "customerIdentifier", "message": "Customer not found", "type": "NOT_FOUND"}]), "rejected", id="not-found"),
+        pytest.param(mutation_error("forbidden", kind="FORBIDDEN"), "auth", id="forbidden"),
+        pytest.param(mutation_error("internal", kind="INTERNAL"), "transient", id="internal"),
+    ],
+)
+def test_mutation_errors(error, kind):
+    answer = classify_mutation({"error": error})
+    assert answer.kind == kind and answer.code == error["code"]
+
+
+@pytest.mark.parametrize(
+    ("status", "payload", "kind"),
+    [
+        pytest.param(401, {"errors": [{"message": "no", "extensions": {"code": "UNAUTHENTICATED"}}]}, "auth", id="401"),
+        pytest.param(403, {}, "auth", id="403"),
+        pytest.param(500, {}, "transient", id="500"),
+        pytest.param(503, {}, "transient", id="503"),
+        pytest.param(400, {"errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}]}, "rejected", id="bad-user-input"),
+        pytest.param(400, {"errors": [{"message": "bad", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}, "rejected", id="validation"),
+        pytest.param(200, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}, "transient", id="200-internal"),
+        pytest.param(200, {"errors": [{"message": "x", "extensions": {"code": "FORBIDDEN"}}]}, "auth", id="200-forbidden"),
+    ],
+)
+def test_http_level_answers(status, payload, kind):
+    answer = classify_http(status, {}, body(payload))
+    assert not isinstance(answer, dict) and answer.kind == kind
+
+
+def test_a_body_that_is_not_json_on_200_is_transient():
+    answer = classify_http(200, {}, b"<html>proxy</html>")
+    assert not isinstance(answer, dict) and answer.kind == "transient"
+
+
+def test_429_waits_until_the_reset_by_the_servers_clock():
+    headers = {
+        "x-ratelimit-reset": "2026-01-06T15:30:00.000Z",
+        "date": "Tue, 06 Jan 2026 15:29:48 GMT",
+    }
+    local_clock_is_wrong = datetime(2026, 1, 6, 15, 0, 0, tzinfo=UTC)
+    answer = classify_http(429, headers, b"{}", now=local_clock_is_wrong)
+    assert not isinstance(answer, dict)
+    assert answer.kind == "rate_limited" and answer.wait_s == pytest.approx(12.0)
+
+
+def test_retry_after_wins_and_missing_headers_fall_back():
+    assert rate_limit_wait({"retry-after": "3"}) == 3.0
+    assert rate_limit_wait({}) == 1.0
+    assert rate_limit_wait({"x-ratelimit-reset": "garbage"}) == 1.0
+    past = {"x-ratelimit-reset": "2020-01-01T00:00:00Z"}
+    assert rate_limit_wait(past) == 0.0
