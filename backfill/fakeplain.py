@@ -104,11 +104,18 @@ class ApiKey:
 
 @dataclass(slots=True)
 class Faults:
-    """Failures to inject. Probabilities apply per request whose operation is a mutation.
+    """Failures to inject into the GraphQL endpoint (admin paths are never affected).
 
-    A request draws once from ``random.Random(seed)``; ``error_500``, ``drop`` and
-    ``applied_then_drop`` split that draw, so their sum must not exceed 1. Replacing a
+    ``error_500``, ``drop`` and ``applied_then_drop`` are probabilities for each request
+    whose operation is a mutation; the request draws once from ``random.Random(seed)``
+    and the three split that draw, so their sum must not exceed 1. ``fail_next`` answers
+    the next N mutation requests with a 500 before any draw. ``latency_ms`` delays every
+    answered GraphQL request by a uniform amount. ``outage_until`` is a
+    ``time.monotonic()`` deadline before which every request gets a 503. Replacing a
     server's ``faults`` restarts the draws from the new seed.
+
+    >>> Faults(error_500=0.1, drop=0.05, seed=42).applied_then_drop
+    0.0
     """
 
     error_500: float = 0.0
@@ -121,7 +128,7 @@ class Faults:
 
     def __post_init__(self) -> None:
         rates = (self.error_500, self.drop, self.applied_then_drop)
-        if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0:
+        if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0 + 1e-9:
             raise ValueError(
                 "fault probabilities must each be within 0..1 and sum to at most 1, "
                 f"got error_500={self.error_500}, drop={self.drop}, "
@@ -700,7 +707,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
-        """Stay silent: stdout belongs to the command running the server."""
+        """Stay silent: a line per request would drown the output of whoever runs the server."""
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path

@@ -160,6 +160,12 @@ class SqliteLedger:
         self._conn.close()
         self._lock.close()
 
+    def __enter__(self) -> SqliteLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- schema ------------------------------------------------------------------
 
     @property

@@ -63,12 +63,20 @@ CUSTOMER_ID = re.compile(r"^c_[0-9A-HJKMNP-TV-Z]{26}$")
 RESET_FORMAT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
-@pytest.fixture
-def fake_plain() -> Iterator[FakePlain]:
+@pytest.fixture(scope="module")
+def shared_fake_plain() -> Iterator[FakePlain]:
+    # One server for the module keeps it fast; `fake_plain` resets it for every test.
     with FakePlain(
         api_keys=API_KEYS, unknown_customers=UNKNOWN_CUSTOMERS, rate_limit=10_000
     ) as fake:
         yield fake
+
+
+@pytest.fixture
+def fake_plain(shared_fake_plain: FakePlain) -> FakePlain:
+    shared_fake_plain.reset()
+    shared_fake_plain.faults = Faults()
+    return shared_fake_plain
 
 
 @pytest.fixture

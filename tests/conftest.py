@@ -1,0 +1,89 @@
+"""Fixtures shared by the suites: a fake Plain on 127.0.0.1, settings, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backfill.config import resolve
+from backfill.fakeplain import FakePlain
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = str(ROOT / "data" / "sample_activity.csv")
+MAPPING = str(ROOT / "data" / "mapping.toml")
+SAMPLE_ROWS = 2400
+
+
+@pytest.fixture
+def fake_plain() -> Iterator[FakePlain]:
+    """A fake Plain with a budget no test reaches by accident."""
+    fake = FakePlain(rate_limit=100_000, window_s=60.0).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def settings_for(fake: FakePlain, tmp_path: Path, **given):
+    """Settings for a run against `fake`, everything inside tmp_path, environment ignored."""
+    options = {
+        "api_key": "test-key",
+        "api_url": fake.url,
+        "ledger": str(tmp_path / "ledger.sqlite"),
+        "results_dir": str(tmp_path / "results"),
+        "rate": "2000/s",
+        "concurrency": 8,
+        **given,
+    }
+    sources = tuple(options.pop("sources", (SAMPLE,)))
+    mapping = options.pop("mapping", MAPPING)
+    return resolve(sources=sources, mapping=mapping, trust_env=False, **options)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any PLAIN_* or BACKFILL_* a developer may have set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PLAIN_", "BACKFILL_"))}
+    env.update(extra)
+    return env
+
+
+def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180):
+    """Run `python -m backfill ARGS` as a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "backfill", *args],
+        env=env if env is not None else clean_env(),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def cli_popen(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "backfill", *args],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def sample_ids() -> set[str]:
+    """The externalId of every sample row, computed by the mapper."""
+    from backfill.mapper import compile_mapper, event_id
+    from backfill.mapping import load_mapping
+    from backfill.readers.csv import read_rows
+
+    mapper = compile_mapper(load_mapping(MAPPING))
+    ids = {event_id(mapper, row) for row in read_rows(SAMPLE)}
+    assert all(isinstance(i, str) for i in ids)
+    return ids  # type: ignore[return-value]
