@@ -52,7 +52,9 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180):
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180
+):
     """Run `python -m backfill ARGS` as a real subprocess."""
     return subprocess.run(
         [sys.executable, "-m", "backfill", *args],

@@ -21,7 +21,15 @@ def ledger(ledger_path):
 
 
 def event(ext_id, position="2"):
-    return Event(ext_id, EventKind.CUSTOMER, {"title": "t"}, "p-" + ext_id, "in.csv", position, "2024-01-01T00:00:00.000Z")
+    return Event(
+        ext_id,
+        EventKind.CUSTOMER,
+        {"title": "t"},
+        "p-" + ext_id,
+        "in.csv",
+        position,
+        "2024-01-01T00:00:00.000Z",
+    )
 
 
 def test_a_new_ledger_has_every_table_and_the_schema_version(ledger):
@@ -67,7 +75,12 @@ def test_in_flight_then_outcome(ledger):
         attempts,
     )
     row = ledger.event("a")
-    assert (row["status"], row["plain_event_id"], row["attempts"], row["claimed_by"]) == ("delivered", "tev_1", 2, None)
+    assert (row["status"], row["plain_event_id"], row["attempts"], row["claimed_by"]) == (
+        "delivered",
+        "tev_1",
+        2,
+        None,
+    )
     assert row["delivered_by"] == "run-1"
     entries = ledger.lookup(["a", "b", "zzz"])
     assert entries["a"].status == Status.DELIVERED and entries["b"].status == Status.IN_FLIGHT
@@ -82,14 +95,18 @@ def test_lookup_handles_more_ids_than_one_query_takes(ledger):
 
 
 def test_first_seen_reports_repeats_within_and_across_chunks(ledger):
-    assert ledger.first_seen([("x", "f", "2"), ("y", "f", "3"), ("x", "f", "4")]) == {"x": ("f", "2")}
+    assert ledger.first_seen([("x", "f", "2"), ("y", "f", "3"), ("x", "f", "4")]) == {
+        "x": ("f", "2")
+    }
     assert ledger.first_seen([("y", "f", "9"), ("z", "f", "10")]) == {"y": ("f", "3")}
 
 
 def test_row_issues_are_kept_per_run(ledger):
     issue = Invalid("in.csv", "5", RowProblem("field_count", "expected 3 fields, found 2"))
     ledger.record_issues("run-1", [(issue, Status.INVALID)])
-    assert ledger.query("SELECT status, code, position FROM row_issues") == [("invalid", "field_count", "5")]
+    assert ledger.query("SELECT status, code, position FROM row_issues") == [
+        ("invalid", "field_count", "5")
+    ]
 
 
 def test_a_new_run_ends_a_crashed_one_and_takes_its_claims(ledger, ledger_path):

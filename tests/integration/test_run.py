@@ -11,7 +11,7 @@ import pytest
 
 from backfill import run
 from backfill.errors import LedgerError
-from backfill.fakeplain import Faults, FakePlain
+from backfill.fakeplain import FakePlain, Faults
 from backfill.ledger import SqliteLedger
 from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, sample_ids, settings_for
 
@@ -28,7 +28,11 @@ def test_every_sample_row_is_delivered_once_and_a_rerun_sends_nothing(fake_plain
     stats = fake_plain.stats()
     assert set(stats.creations) == sample_ids()
     assert set(stats.creations.values()) == {1}
-    assert stats.by_operation == {"myWorkspace": 1, "myPermissions": 1, "createCustomerEvent": SAMPLE_ROWS}
+    assert stats.by_operation == {
+        "myWorkspace": 1,
+        "myPermissions": 1,
+        "createCustomerEvent": SAMPLE_ROWS,
+    }
 
     frame = results_of(first)
     assert len(frame) == SAMPLE_ROWS
@@ -96,7 +100,10 @@ def test_ragged_rows_are_invalid_with_their_line_and_the_rest_is_delivered(fake_
     assert summary.counts == {"delivered": 39, "invalid": 2}
     frame = results_of(summary)
     invalid = frame[frame["status"] == "invalid"].sort_values("message")
-    assert list(invalid["message"]) == ["expected 11 fields, found 12", "expected 11 fields, found 2"]
+    assert list(invalid["message"]) == [
+        "expected 11 fields, found 12",
+        "expected 11 fields, found 2",
+    ]
     lines = path.read_text(encoding="utf-8").split("\n")
     short_line = lines.index("short,row") + 1
     long_line = next(i for i, line in enumerate(lines, 1) if line.startswith(body[20][0] + ","))
@@ -131,7 +138,11 @@ def test_a_mapping_change_after_delivery_sends_nothing_and_counts_changed_payloa
     before = fake_plain.stats().requests
     summary = run(settings_for(fake_plain, tmp_path, limit=50, mapping=str(changed)))
     assert fake_plain.stats().requests == before
-    with_url = sum(1 for e in fake_plain.stats().events if any("componentLinkButton" in c for c in e["components"]))
+    with_url = sum(
+        1
+        for e in fake_plain.stats().events
+        if any("componentLinkButton" in c for c in e["components"])
+    )
     assert summary.changed_payloads == with_url > 0
     assert summary.skipped_done == 50
 
@@ -140,10 +151,14 @@ def test_a_different_id_rule_is_refused_unless_allowed(fake_plain, tmp_path):
     run(settings_for(fake_plain, tmp_path, limit=5))
     other = tmp_path / "mapping.toml"
     text = Path(MAPPING).read_text(encoding="utf-8")
-    other.write_text(text.replace('namespace = "acme-activity"', 'namespace = "acme-2"'), encoding="utf-8")
+    other.write_text(
+        text.replace('namespace = "acme-activity"', 'namespace = "acme-2"'), encoding="utf-8"
+    )
     with pytest.raises(LedgerError, match="another externalId rule"):
         run(settings_for(fake_plain, tmp_path, limit=5, mapping=str(other)))
-    summary = run(settings_for(fake_plain, tmp_path, limit=5, mapping=str(other), allow_id_change=True))
+    summary = run(
+        settings_for(fake_plain, tmp_path, limit=5, mapping=str(other), allow_id_change=True)
+    )
     assert summary.counts == {"delivered": 5} and summary.requests == 6
 
 

@@ -17,7 +17,12 @@ def write(tmp_path, text: str | bytes, name="in.csv"):
 def test_values_stay_text_and_empty_stays_empty(tmp_path):
     path = write(tmp_path, "id,big,amount,empty\n00123,1234567890123456789,1.50,\n")
     (row,) = list(read_rows(path))
-    assert row.values == {"id": "00123", "big": "1234567890123456789", "amount": "1.50", "empty": ""}
+    assert row.values == {
+        "id": "00123",
+        "big": "1234567890123456789",
+        "amount": "1.50",
+        "empty": "",
+    }
     assert row.problem is None
 
 

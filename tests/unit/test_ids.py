@@ -23,7 +23,9 @@ from backfill.ids import KeyValueError, external_id, normalise_key, parse_timest
         pytest.param(
             "2024-03-05T16:22:09+02:00", "timestamp", "2024-03-05T14:22:09.000000Z", id="ts-offset"
         ),
-        pytest.param("2024-03-05 14:22:09", "timestamp", "2024-03-05T14:22:09.000000Z", id="ts-naive"),
+        pytest.param(
+            "2024-03-05 14:22:09", "timestamp", "2024-03-05T14:22:09.000000Z", id="ts-naive"
+        ),
         pytest.param(
             "2024-03-05T14:22:09.123Z", "timestamp", "2024-03-05T14:22:09.123000Z", id="ts-z"
         ),

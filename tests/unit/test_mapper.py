@@ -55,9 +55,20 @@ def test_a_row_becomes_create_customer_event_input():
         "title": "Plan upgraded",
         "timestamp": "2024-07-01T10:00:00.000Z",
         "components": [
-            {"componentText": {"text": 'He said "hi", then\nleft 🚀', "textSize": "M", "textColor": "MUTED"}},
+            {
+                "componentText": {
+                    "text": 'He said "hi", then\nleft 🚀',
+                    "textSize": "M",
+                    "textColor": "MUTED",
+                }
+            },
             {"componentBadge": {"badgeLabel": "growth", "badgeColor": "GREEN"}},
-            {"componentLinkButton": {"linkButtonUrl": "https://admin.acme.example/x?a=1", "linkButtonLabel": "Open"}},
+            {
+                "componentLinkButton": {
+                    "linkButtonUrl": "https://admin.acme.example/x?a=1",
+                    "linkButtonLabel": "Open",
+                }
+            },
             {"componentCopyButton": {"copyButtonValue": "00042"}},
             {"componentSpacer": {"spacerSize": "XS"}},
             {"componentDivider": {}},

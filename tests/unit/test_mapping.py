@@ -41,17 +41,64 @@ def test_an_unknown_column_is_named_with_a_suggestion():
     ("changes", "key", "fragment"),
     [
         pytest.param({"title": None}, "title", "is required", id="no-title"),
-        pytest.param({"customer": {"email": "a", "customer_id": "b"}}, "customer", "exactly one", id="two-customers"),
-        pytest.param({"timestamp": {"column": "at", "timezone": "Mars/Base"}}, "timestamp.timezone", "unknown timezone", id="bad-tz"),
-        pytest.param({"external_id": {"namespace": "has space", "key": ["id"]}}, "external_id.namespace", "namespace", id="bad-namespace"),
-        pytest.param({"external_id": {"namespace": "ns"}}, "external_id", "either key", id="no-key"),
-        pytest.param({"external_id": {"namespace": "ns", "key": [{"column": "id", "type": "float"}]}}, "external_id.key[0].type", "unknown key type", id="bad-key-type"),
-        pytest.param({"components": [{"type": "txt", "text": "x"}]}, "components[0].type", "did you mean 'text'", id="bad-component"),
-        pytest.param({"components": [{"type": "badge", "label": "x", "color": "PURPLE"}]}, "components[0].color", "not a ComponentBadgeColor", id="bad-enum"),
-        pytest.param({"components": [{"type": "spacer"}]}, "components[0].size", "needs 'size'", id="missing-required"),
-        pytest.param({"components": [{"type": "text", "text": "x", "colour": "MUTED"}]}, "components[0].colour", "did you mean 'color'", id="typo-key"),
+        pytest.param(
+            {"customer": {"email": "a", "customer_id": "b"}},
+            "customer",
+            "exactly one",
+            id="two-customers",
+        ),
+        pytest.param(
+            {"timestamp": {"column": "at", "timezone": "Mars/Base"}},
+            "timestamp.timezone",
+            "unknown timezone",
+            id="bad-tz",
+        ),
+        pytest.param(
+            {"external_id": {"namespace": "has space", "key": ["id"]}},
+            "external_id.namespace",
+            "namespace",
+            id="bad-namespace",
+        ),
+        pytest.param(
+            {"external_id": {"namespace": "ns"}}, "external_id", "either key", id="no-key"
+        ),
+        pytest.param(
+            {"external_id": {"namespace": "ns", "key": [{"column": "id", "type": "float"}]}},
+            "external_id.key[0].type",
+            "unknown key type",
+            id="bad-key-type",
+        ),
+        pytest.param(
+            {"components": [{"type": "txt", "text": "x"}]},
+            "components[0].type",
+            "did you mean 'text'",
+            id="bad-component",
+        ),
+        pytest.param(
+            {"components": [{"type": "badge", "label": "x", "color": "PURPLE"}]},
+            "components[0].color",
+            "not a ComponentBadgeColor",
+            id="bad-enum",
+        ),
+        pytest.param(
+            {"components": [{"type": "spacer"}]},
+            "components[0].size",
+            "needs 'size'",
+            id="missing-required",
+        ),
+        pytest.param(
+            {"components": [{"type": "text", "text": "x", "colour": "MUTED"}]},
+            "components[0].colour",
+            "did you mean 'color'",
+            id="typo-key",
+        ),
         pytest.param({"kind": "thread"}, "kind", "unsupported kind", id="thread-not-yet"),
-        pytest.param({"components": [{"type": "text", "text": "{{ body "}]}, "components[0].text", "syntax error", id="template-syntax"),
+        pytest.param(
+            {"components": [{"type": "text", "text": "{{ body "}]},
+            "components[0].text",
+            "syntax error",
+            id="template-syntax",
+        ),
     ],
 )
 def test_mapping_errors_name_the_file_and_key(changes, key, fragment):

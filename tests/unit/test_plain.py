@@ -15,19 +15,59 @@ def mutation_error(code, message="m", kind="VALIDATION", fields=()):
 
 
 def test_success_is_delivered_with_ids():
-    data = classify_http(200, {}, body({"data": {"createCustomerEvent": {"customerEvent": {"id": "tev_1", "customerId": "c_1"}, "error": None}}}))
+    data = classify_http(
+        200,
+        {},
+        body(
+            {
+                "data": {
+                    "createCustomerEvent": {
+                        "customerEvent": {"id": "tev_1", "customerId": "c_1"},
+                        "error": None,
+                    }
+                }
+            }
+        ),
+    )
     assert isinstance(data, dict)
     answer = classify_mutation(data["createCustomerEvent"])
-    assert (answer.kind, answer.plain_event_id, answer.plain_customer_id) == ("delivered", "tev_1", "c_1")
+    assert (answer.kind, answer.plain_event_id, answer.plain_customer_id) == (
+        "delivered",
+        "tev_1",
+        "c_1",
+    )
 
 
 @pytest.mark.parametrize(
     "error",
     [
-        pytest.param(mutation_error("input_validation", fields=[{"field": "externalId", "message": "An event with this external ID already exists.", "type": "VALIDATION"}]), id="field-error"),
-        pytest.param(mutation_error("input_validation", fields=[{"field": "input.externalId", "message": "must be unique", "type": "VALIDATION"}]), id="nested-field"),
+        pytest.param(
+            mutation_error(
+                "input_validation",
+                fields=[
+                    {
+                        "field": "externalId",
+                        "message": "An event with this external ID already exists.",
+                        "type": "VALIDATION",
+                    }
+                ],
+            ),
+            id="field-error",
+        ),
+        pytest.param(
+            mutation_error(
+                "input_validation",
+                fields=[
+                    {"field": "input.externalId", "message": "must be unique", "type": "VALIDATION"}
+                ],
+            ),
+            id="nested-field",
+        ),
         pytest.param(mutation_error("customer_event_already_exists"), id="code"),
-        pytest.param(mutation_error("input_validation", message="Event with external id x already exists"), id="message"),
+        pytest.param(
+            mutation_error("input_validation", message="Event with external id x already exists"),
+            id="message",
+        ),
     ],
 )
 def test_duplicate_external_id_is_already_existed(error):
@@ -35,14 +75,30 @@ def test_duplicate_external_id_is_already_existed(error):
 
 
 def test_other_external_id_field_errors_are_rejections():
-    error = mutation_error("input_validation", fields=[{"field": "externalId", "message": "too long", "type": "VALIDATION"}])
+    error = mutation_error(
+        "input_validation",
+        fields=[{"field": "externalId", "message": "too long", "type": "VALIDATION"}],
+    )
     assert classify_mutation({"error": error}).kind == "rejected"
 
 
 @pytest.mark.parametrize(
     ("error", "kind"),
     [
-        pytest.param(mutation_error("not_found", fields=[{"field": "customerIdentifier", "message": "Customer not found", "type": "NOT_FOUND"}]), "rejected", id="not-found"),
+        pytest.param(
+            mutation_error(
+                "not_found",
+                fields=[
+                    {
+                        "field": "customerIdentifier",
+                        "message": "Customer not found",
+                        "type": "NOT_FOUND",
+                    }
+                ],
+            ),
+            "rejected",
+            id="not-found",
+        ),
         pytest.param(mutation_error("forbidden", kind="FORBIDDEN"), "auth", id="forbidden"),
         pytest.param(mutation_error("internal", kind="INTERNAL"), "transient", id="internal"),
     ],
@@ -55,14 +111,39 @@ def test_mutation_errors(error, kind):
 @pytest.mark.parametrize(
     ("status", "payload", "kind"),
     [
-        pytest.param(401, {"errors": [{"message": "no", "extensions": {"code": "UNAUTHENTICATED"}}]}, "auth", id="401"),
+        pytest.param(
+            401,
+            {"errors": [{"message": "no", "extensions": {"code": "UNAUTHENTICATED"}}]},
+            "auth",
+            id="401",
+        ),
         pytest.param(403, {}, "auth", id="403"),
         pytest.param(500, {}, "transient", id="500"),
         pytest.param(503, {}, "transient", id="503"),
-        pytest.param(400, {"errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}]}, "rejected", id="bad-user-input"),
-        pytest.param(400, {"errors": [{"message": "bad", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}, "rejected", id="validation"),
-        pytest.param(200, {"errors": [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]}, "transient", id="200-internal"),
-        pytest.param(200, {"errors": [{"message": "x", "extensions": {"code": "FORBIDDEN"}}]}, "auth", id="200-forbidden"),
+        pytest.param(
+            400,
+            {"errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}]},
+            "rejected",
+            id="bad-user-input",
+        ),
+        pytest.param(
+            400,
+            {"errors": [{"message": "bad", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]},
+            "rejected",
+            id="validation",
+        ),
+        pytest.param(
+            200,
+            {"errors": [{"message": "x", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}]},
+            "transient",
+            id="200-internal",
+        ),
+        pytest.param(
+            200,
+            {"errors": [{"message": "x", "extensions": {"code": "FORBIDDEN"}}]},
+            "auth",
+            id="200-forbidden",
+        ),
     ],
 )
 def test_http_level_answers(status, payload, kind):

@@ -3,7 +3,9 @@ from backfill.planner import Decision, plan
 
 
 def row(position, **problem):
-    return SourceRow("in.csv", str(position), {"id": str(position)}, RowProblem(**problem) if problem else None)
+    return SourceRow(
+        "in.csv", str(position), {"id": str(position)}, RowProblem(**problem) if problem else None
+    )
 
 
 def entry(ext_id, status):

@@ -26,8 +26,26 @@ def test_neutralise(text, expected):
 
 def test_results_neutralise_free_text_but_never_ids_or_numbers(tmp_path):
     writer = ResultsWriter(tmp_path)
-    writer.write(ResultRow(run_id="r", external_id="-ns_1", status="invalid", message="=cmd()", position="12", attempts=0))
-    writer.write(ResultRow(run_id="r", external_id="ns_2", status="delivered", plain_event_id="tev_1", attempts=1, latency_ms=12.5))
+    writer.write(
+        ResultRow(
+            run_id="r",
+            external_id="-ns_1",
+            status="invalid",
+            message="=cmd()",
+            position="12",
+            attempts=0,
+        )
+    )
+    writer.write(
+        ResultRow(
+            run_id="r",
+            external_id="ns_2",
+            status="delivered",
+            plain_event_id="tev_1",
+            attempts=1,
+            latency_ms=12.5,
+        )
+    )
     writer.close()
     rows = read(tmp_path / "results.csv")
     assert rows[0]["message"] == "'=cmd()"

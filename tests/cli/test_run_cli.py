@@ -1,0 +1,164 @@
+"""`backfill run` as a real subprocess: exit codes, preflight, kill and resume, secrets."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from backfill.fakeplain import ApiKey, FakePlain
+from backfill.ledger import SqliteLedger
+from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen, sample_ids
+
+
+def run_args(fake: FakePlain | str, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        SAMPLE,
+        "--mapping",
+        MAPPING,
+        "--api-url",
+        fake if isinstance(fake, str) else fake.url,
+        "--ledger",
+        str(tmp_path / "ledger.sqlite"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        *extra,
+    ]
+
+
+def rejected_rows(tmp_path: Path) -> int:
+    path = tmp_path / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    with SqliteLedger.open(str(path)) as ledger:
+        return ledger.query("SELECT COUNT(*) FROM events WHERE status = 'rejected'")[0][0]
+
+
+@pytest.fixture
+def keyed_fake():
+    keys = {
+        "good-key": ApiKey(),
+        "read-only-key": ApiKey(permissions=frozenset({"customer:read"})),
+    }
+    with FakePlain(api_keys=keys, rate_limit=100_000) as fake:
+        yield fake
+
+
+@pytest.mark.parametrize(
+    ("key", "extra", "fragment"),
+    [
+        pytest.param("wrong-key", (), "refused the API key", id="wrong-key"),
+        pytest.param(
+            "read-only-key", (), "lacks the permission customerEvent:create", id="no-permission"
+        ),
+        pytest.param(
+            "good-key", ("--expect-workspace", "w_OTHER"), "not w_OTHER", id="other-workspace"
+        ),
+    ],
+)
+def test_auth_failures_exit_4_after_the_one_preflight_request(
+    keyed_fake, tmp_path, key, extra, fragment
+):
+    result = cli(*run_args(keyed_fake, tmp_path, *extra), env=clean_env(PLAIN_API_KEY=key))
+    assert result.returncode == 4, result.stderr
+    assert fragment in result.stdout + result.stderr
+    stats = keyed_fake.stats()
+    assert stats.requests == 1
+    assert "createCustomerEvent" not in stats.by_operation
+    assert rejected_rows(tmp_path) == 0
+
+
+def test_a_missing_key_is_a_usage_error(keyed_fake, tmp_path):
+    result = cli(*run_args(keyed_fake, tmp_path), env=clean_env())
+    assert result.returncode == 2
+    assert "PLAIN_API_KEY" in result.stderr
+    assert keyed_fake.stats().requests == 0
+
+
+def test_a_mapping_naming_a_missing_column_fails_before_anything_is_sent(keyed_fake, tmp_path):
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        Path(MAPPING).read_text(encoding="utf-8").replace("{{ url }}", "{{ adress_url }}"),
+        encoding="utf-8",
+    )
+    args = run_args(keyed_fake, tmp_path)
+    args[args.index(MAPPING)] = str(mapping)
+    result = cli(*args, env=clean_env(PLAIN_API_KEY="good-key"))
+    assert result.returncode == 2
+    assert "components[4].url: unknown column 'adress_url'" in result.stderr
+    assert keyed_fake.stats().requests == 0
+
+
+def test_sigkill_mid_run_then_rerun_delivers_every_row_exactly_once(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+        env = clean_env(PLAIN_API_KEY="test-key")
+        args = run_args(fake, tmp_path, "--rate", "300/s", "--concurrency", "6")
+        process = cli_popen(*args, env=env)
+        deadline = time.monotonic() + 60
+        while len(fake.stats().creations) < 600 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.communicate(timeout=30)
+        killed_at = len(fake.stats().creations)
+        assert 600 <= killed_at < SAMPLE_ROWS
+
+        result = cli(*run_args(fake, tmp_path, "--rate", "2000/s"), env=env)
+        assert result.returncode == 0, result.stderr
+        stats = fake.stats()
+    assert set(stats.creations) == sample_ids()
+    assert set(stats.creations.values()) == {1}
+    # The re-run sent only what the killed run had not finished.
+    assert stats.by_operation["createCustomerEvent"] < SAMPLE_ROWS + 50
+    with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+        counts = ledger.status_counts()
+    assert set(counts) <= {"delivered", "already_existed"}
+    assert sum(counts.values()) == SAMPLE_ROWS
+
+
+def test_sigterm_stops_cleanly_with_143_and_resume_is_exact(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+        env = clean_env(PLAIN_API_KEY="test-key")
+        process = cli_popen(*run_args(fake, tmp_path, "--rate", "200/s"), env=env)
+        deadline = time.monotonic() + 60
+        while len(fake.stats().creations) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 143, stderr
+        assert "interrupted by SIGTERM" in stdout
+        with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+            counts = ledger.status_counts()
+        # Everything sent was answered and recorded: nothing left in flight.
+        assert set(counts) == {"delivered"}
+        assert counts["delivered"] == len(fake.stats().creations)
+
+        result = cli(*run_args(fake, tmp_path, "--rate", "2000/s"), env=env)
+        assert result.returncode == 0, result.stderr
+        stats = fake.stats()
+    assert set(stats.creations) == sample_ids() and set(stats.creations.values()) == {1}
+    assert stats.by_operation["createCustomerEvent"] == SAMPLE_ROWS
+
+
+def test_the_api_key_never_appears_in_output_ledger_or_results(tmp_path):
+    canary = "plainApiKey_CANARY_6f1d2c9e"
+    keys = {canary: ApiKey()}
+    with FakePlain(api_keys=keys, rate_limit=100_000) as fake:
+        ok = cli(
+            "-vv", *run_args(fake, tmp_path, "--limit", "50"), env=clean_env(PLAIN_API_KEY=canary)
+        )
+        assert ok.returncode == 0, ok.stderr
+        stopped = fake.url
+    # And with Plain unreachable mid-way: errors must not carry it either.
+    down = cli(
+        "-vv",
+        *run_args(stopped, tmp_path, "--limit", "60", "--max-retries", "0"),
+        env=clean_env(PLAIN_API_KEY=canary),
+    )
+    assert down.returncode == 5
+    texts = [ok.stdout, ok.stderr, down.stdout, down.stderr]
+    texts += [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
+    assert all(canary not in text for text in texts)
+    assert all(canary.encode() not in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
