@@ -13,18 +13,24 @@ if [ ! -x .venv/bin/backfill ]; then
   .venv/bin/python -m pip install --quiet -e .
 fi
 
+log=$(mktemp)
 # A generous, matching budget: 6000 requests a minute on both sides.
 .venv/bin/backfill fake-plain --port "$PORT" --rate-limit 6000 --window 60 --api-key demo-key \
-  > .venv/fake-plain.log 2>&1 &
+  > "$log" 2>&1 &
 server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
+trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 50); do
-  grep -q listening .venv/fake-plain.log 2>/dev/null && break
+  grep -q listening "$log" 2>/dev/null && break
   sleep 0.1
 done
+if ! grep -q listening "$log"; then
+  echo "the fake Plain server did not start on port $PORT (set BACKFILL_DEMO_PORT):" >&2
+  cat "$log" >&2
+  exit 1
+fi
 
 PLAIN_API_KEY=demo-key .venv/bin/backfill run data/sample_activity.csv \
   --mapping data/mapping.toml \
   --api-url "http://127.0.0.1:$PORT/graphql/v1" \
   --rate 6000/min --concurrency 8 \
-  --ledger .backfill/demo.sqlite
+  --ledger "${BACKFILL_LEDGER:-.backfill/demo.sqlite}"
