@@ -138,6 +138,7 @@ class _ProgressDisplay:
         if not self.enabled:
             return
         if self.bar is not None:
+            self.bar.total = p.estimated_rows
             self.bar.n = p.settled
             self.bar.set_postfix(
                 delivered=p.delivered,
@@ -154,7 +155,8 @@ class _ProgressDisplay:
             click.echo(
                 f"progress: {p.settled} rows settled of {p.rows_read} read, "
                 f"{p.delivered} delivered, "
-                f"{p.failed} failed, {p.skipped} skipped, {p.events_per_s:.1f} events/s",
+                f"{p.failed} failed, {p.skipped} skipped, {p.events_per_s:.1f} events/s"
+                + (f", about {p.eta_s:.0f}s left" if p.eta_s is not None else ""),
                 err=True,
             )
 

@@ -287,7 +287,8 @@ class SqliteLedger:
             for row in self._conn.execute(
                 "SELECT external_id, status, payload_hash, mapping_hash, "
                 "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
-                "COALESCE(code, ''), COALESCE(message, ''), attempts FROM events "
+                "COALESCE(code, ''), COALESCE(message, ''), attempts, "
+                "COALESCE(event_timestamp, '') FROM events "
                 f"WHERE external_id IN ({marks})",
                 batch,
             ):

@@ -129,6 +129,7 @@ class LedgerEntry:
     code: str = ""
     message: str = ""
     attempts: int = 0
+    event_timestamp: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,8 +171,6 @@ class Counts:
 
     by_status: dict[str, int] = field(default_factory=dict)
     rows_read: int = 0
-    requests: int = 0
-    rate_limited: int = 0
     skipped_done: int = 0
     changed_payloads: int = 0
 

@@ -40,7 +40,7 @@ from backfill.models import (
 )
 from backfill.plain import PERMISSIONS
 from backfill.planner import Decision, Planned, plan
-from backfill.readers import read_chunks, read_header
+from backfill.readers import ReadProgress, read_chunks, read_header
 from backfill.reports import ResultsWriter, RunSummary, iso, write_summary
 from backfill.sender import Sender, SendOptions
 
@@ -68,10 +68,19 @@ class Progress:
     skipped: int
     requests: int
     elapsed_s: float
+    #: Rows the sources are expected to hold (from the bytes read so far), or None early on.
+    estimated_rows: int | None = None
 
     @property
     def events_per_s(self) -> float:
         return self.delivered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far, when it can be told."""
+        if self.estimated_rows is None or self.settled == 0 or self.elapsed_s <= 0:
+            return None
+        return max(0, self.estimated_rows - self.settled) * self.elapsed_s / self.settled
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -202,6 +211,7 @@ class _Job:
         self.sender: Sender | None = None
         self._preflight_lock = asyncio.Lock()
         self.results = ResultsWriter(folder)
+        self.read_progress = ReadProgress()
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -232,6 +242,7 @@ class _Job:
                 self.settings.sources,
                 limit=self.settings.limit,
                 chunk_rows=self.settings.chunk_rows,
+                progress=self.read_progress,
             ):
                 if self.stop.is_set:
                     break
@@ -323,6 +334,7 @@ class _Job:
                 code=entry.code,
                 message=entry.message,
                 note=note,
+                event_timestamp=entry.event_timestamp,
                 attempts=entry.attempts,
             ),
             entry.status,
@@ -495,8 +507,17 @@ class _Job:
                 skipped=by.skipped_done,
                 requests=self.sender.requests if self.sender else 0,
                 elapsed_s=time.monotonic() - self.started,
+                estimated_rows=self._estimated_rows(),
             )
         )
+
+    def _estimated_rows(self) -> int | None:
+        fraction = self.read_progress.fraction
+        if fraction <= 0:
+            return None
+        estimate = max(self.counts.rows_read, round(self.counts.rows_read / fraction))
+        limit = self.settings.limit
+        return min(estimate, limit) if limit is not None else estimate
 
     def _summarise(self) -> RunSummary:
         elapsed = time.monotonic() - self.started

@@ -1,5 +1,5 @@
 """Readers turn sources into chunks of `SourceRow`, values as text."""
 
-from backfill.readers.csv import CsvOptions, read_chunks, read_header
+from backfill.readers.csv import CsvOptions, ReadProgress, read_chunks, read_header
 
-__all__ = ["CsvOptions", "read_chunks", "read_header"]
+__all__ = ["CsvOptions", "ReadProgress", "read_chunks", "read_header"]

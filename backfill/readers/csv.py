@@ -9,6 +9,8 @@ row with a `problem` (never padded, never dropped) and reading goes on.
 from __future__ import annotations
 
 import csv
+import io
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
@@ -37,16 +39,33 @@ class CsvOptions:
 
 def read_header(path: str, options: CsvOptions = CsvOptions()) -> list[str]:
     """The column names of `path`; a file-level problem raises SourceError."""
-    with _open(path, options) as fh:
+    fh, _ = _open(path, options)
+    with fh:
         lines = _Lines(fh)
         reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
         return _header(path, reader, lines)
 
 
-def read_rows(path: str, options: CsvOptions = CsvOptions()) -> Iterator[SourceRow]:
+@dataclass(slots=True)
+class ReadProgress:
+    """How far reading has got, in bytes of all sources, for progress estimates."""
+
+    total_bytes: int = 0
+    done_bytes: int = 0
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes else 0.0
+
+
+def read_rows(
+    path: str, options: CsvOptions = CsvOptions(), *, progress: ReadProgress | None = None
+) -> Iterator[SourceRow]:
     """Yield every record of `path` as a SourceRow (position = first physical line)."""
-    with _open(path, options) as fh:
+    fh, raw = _open(path, options)
+    with fh:
         lines = _Lines(fh)
+        base = progress.done_bytes if progress is not None else 0
         reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
         header = _header(path, reader, lines)
         width = len(header)
@@ -61,6 +80,8 @@ def read_rows(path: str, options: CsvOptions = CsvOptions()) -> Iterator[SourceR
                     path, str(start), {}, RowProblem("csv_error", f"unreadable record: {exc}")
                 )
                 continue
+            if progress is not None:
+                progress.done_bytes = base + raw.tell()
             if not fields:
                 continue  # a blank line is not a record
             bad = lines.undecodable_since(start)
@@ -82,12 +103,18 @@ def read_chunks(
     options: CsvOptions = CsvOptions(),
     limit: int | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    progress: ReadProgress | None = None,
 ) -> Iterator[list[SourceRow]]:
-    """Yield rows of every file in order, `chunk_rows` at a time, at most `limit` in all."""
+    """Yield rows of every file in order, `chunk_rows` at a time, at most `limit` in all.
+
+    `progress`, when given, is kept up to date with the bytes read so far.
+    """
     chunk: list[SourceRow] = []
     taken = 0
+    if progress is not None:
+        progress.total_bytes = sum(_size(path) for path in paths)
     for path in paths:
-        for row in read_rows(path, options):
+        for row in read_rows(path, options, progress=progress):
             if limit is not None and taken >= limit:
                 break
             chunk.append(row)
@@ -99,9 +126,21 @@ def read_chunks(
         yield chunk
 
 
-def _open(path: str, options: CsvOptions) -> IO[str]:
+def _size(path: str) -> int:
     try:
-        return open(path, encoding=options.encoding, errors="surrogateescape", newline="")
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _open(path: str, options: CsvOptions) -> tuple[io.TextIOWrapper, io.BufferedReader]:
+    """The file as text (undecodable bytes kept as surrogates) and the bytes beneath it."""
+    try:
+        raw = open(path, "rb")  # noqa: SIM115 - closed with the text wrapper
+        text = io.TextIOWrapper(
+            raw, encoding=options.encoding, errors="surrogateescape", newline=""
+        )
+        return text, raw
     except FileNotFoundError:
         raise SourceError("no such file", file=path) from None
     except OSError as exc:

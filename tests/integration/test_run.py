@@ -174,3 +174,15 @@ def test_an_unknown_customer_is_rejected_with_plains_code(tmp_path):
     assert len(rejected) >= 1 and set(rejected["code"]) == {"not_found"}
     # A re-run keeps rejected rows, reports them and sends nothing.
     assert again.requests == 0 and again.counts.get("rejected") == len(rejected)
+
+
+def test_progress_reports_an_estimate_of_the_rows_and_an_eta(fake_plain, tmp_path):
+    seen = []
+    notices = []
+    run(settings_for(fake_plain, tmp_path), progress=seen.append, notice=notices.append)
+    assert seen[-1].settled == SAMPLE_ROWS and seen[-1].delivered == SAMPLE_ROWS
+    estimates = [p.estimated_rows for p in seen if p.estimated_rows is not None]
+    assert estimates and all(abs(e - SAMPLE_ROWS) <= SAMPLE_ROWS * 0.15 for e in estimates)
+    assert any(p.eta_s is not None and p.eta_s > 0 for p in seen)
+    assert any("ledger" in n and str(tmp_path) in n for n in notices)
+    assert any("writing to workspace 'Fake Workspace'" in n for n in notices)
