@@ -72,6 +72,9 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
     except BackfillError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        # Ctrl-C before the run started: nothing was sent.
+        sys.exit(130)
     click.echo(render_summary(summary))
     sys.exit(summary.exit_code)
 

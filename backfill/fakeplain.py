@@ -887,6 +887,11 @@ class FakePlain:
         with self._lock:
             return self._backend.counters.snapshot()
 
+    def revoke(self, key: str) -> None:
+        """Stop accepting `key` (as when a key is deleted while a job runs)."""
+        with self._lock:
+            self._api_keys.pop(key, None)
+
     def reset(self) -> None:
         """Forget counters, events, customers and rate-limit windows; faults stay."""
         with self._lock:

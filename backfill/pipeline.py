@@ -129,6 +129,9 @@ async def arun(
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change)
         run_id = new_run_id()
+        folder = Path(settings.results_dir) / run_id
+        say = notice or (lambda text: log.info("%s", text))
+        job = _Job(settings, spec, mapper, ledger, run_id, folder, say, progress, transport)
         ledger.start_run(
             run_id,
             options=settings.public(),
@@ -136,10 +139,7 @@ async def arun(
             id_rule=spec.id_rule,
             id_format_version=ID_FORMAT_VERSION,
         )
-        folder = Path(settings.results_dir) / run_id
-        say = notice or (lambda text: log.info("%s", text))
         say(f"run {run_id}: ledger {ledger_path}, results {folder}")
-        job = _Job(settings, spec, mapper, ledger, run_id, folder, say, progress, transport)
         return await job.execute(handle_signals=handle_signals)
     finally:
         ledger.close()

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
+from backfill.errors import ConfigError
 from backfill.models import FAILED, RESULT_COLUMNS, ResultRow
 
 FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
@@ -43,9 +44,14 @@ class ResultsWriter:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self._results, self._results_csv = self._open("results.csv")
-        self._failed, self._failed_csv = self._open("failed.csv")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._results, self._results_csv = self._open("results.csv")
+            self._failed, self._failed_csv = self._open("failed.csv")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot write results to {folder}: {exc.strerror}; choose --results-dir"
+            ) from None
 
     def _open(self, name: str) -> tuple[IO[str], Any]:
         fh = open(self.folder / name, "w", encoding="utf-8", newline="")  # noqa: SIM115

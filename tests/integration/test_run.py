@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from backfill import run
-from backfill.errors import LedgerError
+from backfill.errors import ConfigError, LedgerError
 from backfill.fakeplain import FakePlain, Faults
 from backfill.ledger import SqliteLedger
 from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, sample_ids, settings_for
@@ -186,3 +186,33 @@ def test_progress_reports_an_estimate_of_the_rows_and_an_eta(fake_plain, tmp_pat
     assert any(p.eta_s is not None and p.eta_s > 0 for p in seen)
     assert any("ledger" in n and str(tmp_path) in n for n in notices)
     assert any("writing to workspace 'Fake Workspace'" in n for n in notices)
+
+
+def test_a_key_revoked_mid_run_stops_at_once_and_marks_nothing_rejected(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+
+        def revoke_after_100(progress):
+            if progress.delivered >= 100:
+                fake.revoke("test-key")
+
+        settings = settings_for(fake, tmp_path, rate="200/s", concurrency=4)
+        summary = run(settings, progress=revoke_after_100)
+        stats = fake.stats()
+    assert summary.exit_code == 4
+    assert "refused" in summary.message
+    assert summary.counts.get("rejected", 0) == 0
+    # The run stopped: the 401s are at most one per sender.
+    assert 1 <= stats.unauthenticated <= 4
+    assert summary.counts["delivered"] < 200
+    with SqliteLedger.open(settings.ledger) as ledger:
+        counts = ledger.status_counts()
+    assert "rejected" not in counts
+    assert counts["delivered"] == len(stats.creations)
+
+
+def test_an_unwritable_results_dir_stops_before_anything_is_sent(fake_plain, tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot write results"):
+        run(settings_for(fake_plain, tmp_path, results_dir=str(blocker)))
+    assert fake_plain.stats().requests == 0
