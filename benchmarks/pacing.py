@@ -6,7 +6,9 @@ httpx loop sending the same prebuilt createCustomerEvent requests, paced by slee
 to the same rate. Both use a fresh externalId namespace, so every request creates.
 
 Budget use = (accepted requests - 1) / (budget per second x seconds between the first and
-the last request): 100% is a request every 1/rate seconds, with no 429. Run it from the repository root:
+the last request): 100% is a request every 1/rate seconds, with no 429.
+
+Run it from the repository root:
 
     .venv/bin/python benchmarks/pacing.py            # 600 events at 100 per 5 s window
     .venv/bin/python benchmarks/pacing.py --rows 1200 --limit 100 --window 5
