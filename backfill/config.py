@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from backfill.errors import ConfigError
 from backfill.plain import DEFAULT_API_URL
@@ -75,13 +76,17 @@ class Settings:
         }
 
 
-def default_ledger(namespace: str) -> str:
-    """Where a job's ledger lives unless told: beside the working directory, per namespace.
+def default_ledger(mapping: str) -> str:
+    """Where a job's ledger lives unless told: `.backfill/<mapping file stem>.sqlite`.
 
-    It does not depend on the results directory, so changing `--results-dir` never
-    loses track of what was sent.
+    It follows the mapping file, not its namespace, so editing the namespace or key
+    columns of a mapping meets the ledger's id-rule check instead of a fresh ledger;
+    and it does not depend on `--results-dir`.
+
+    >>> default_ledger("jobs/orders.toml")
+    '.backfill/orders.sqlite'
     """
-    return str(Path(DEFAULT_LEDGER_DIR) / f"{namespace}.sqlite")
+    return str(Path(DEFAULT_LEDGER_DIR) / f"{Path(mapping).stem}.sqlite")
 
 
 def mask_url(url: str) -> str:
@@ -110,14 +115,23 @@ def resolve(
             raise TypeError(f"unknown setting {name!r}")
         if value is not UNSET:
             values[name] = value
-    env_names = {"api_key": ENV_API_KEY, "api_url": ENV_API_URL}
     for name in names - values.keys():
-        env_name = env_names.get(name, ENV_PREFIX + name.upper())
+        env_name = env_name_of(name)
         if env_name in environ and environ[env_name] != "":
             values[name] = _from_env(name, environ[env_name], env_name)
     settings = Settings(sources=sources, mapping=mapping, **values)
     _check(settings)
     return settings
+
+
+def env_name_of(setting: str) -> str:
+    """The environment variable of a setting: `PLAIN_*` for the API, else `BACKFILL_<OPTION>`.
+
+    >>> env_name_of("timeout_s")
+    'BACKFILL_TIMEOUT'
+    """
+    special = {"api_key": ENV_API_KEY, "api_url": ENV_API_URL, "timeout_s": "BACKFILL_TIMEOUT"}
+    return special.get(setting, ENV_PREFIX + setting.upper())
 
 
 def _from_env(name: str, text: str, env_name: str) -> Any:
@@ -147,5 +161,22 @@ def _check(settings: Settings) -> None:
         raise ConfigError("--limit must be 0 or more")
     if settings.timeout_s <= 0:
         raise ConfigError("--timeout must be above zero")
-    if not settings.api_url.startswith(("http://", "https://")):
-        raise ConfigError(f"the API URL must be http(s): {mask_url(settings.api_url)!r}")
+    if settings.chunk_rows < 1:
+        raise ConfigError("the chunk size must be at least 1 row")
+    if not _is_http_url(settings.api_url):
+        raise ConfigError(f"the API URL must be an http(s) URL: {mask_url(settings.api_url)!r}")
+    seen: set[str] = set()
+    for source in settings.sources:
+        real = os.path.realpath(source)
+        if real in seen:
+            raise ConfigError(f"the source {source} is given twice")
+        seen.add(real)
+
+
+def _is_http_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

@@ -28,7 +28,9 @@ from typing import Final
 ID_FORMAT_VERSION: Final = 1
 KEY_TYPES: Final = ("string", "int", "decimal", "timestamp")
 NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_INT = re.compile(r"^[+-]?\d+$")
+_INT = re.compile(r"^[+-]?[0-9]+$")
+#: A key like 1E+999999 would expand to a million digits: refuse it.
+MAX_DECIMAL_EXPONENT: Final = 1000
 
 
 class KeyValueError(ValueError):
@@ -50,7 +52,27 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
         raise KeyValueError(f"not an ISO 8601 timestamp: {value[:60]!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise KeyValueError(f"out of range: {value[:60]!r}") from None
+
+
+def format_utc(moment: datetime, *, digits: int = 6) -> str:
+    """ISO 8601 UTC with a fixed number of fractional digits and a four-digit year.
+
+    strftime's %Y does not zero-pad years before 1000 on every platform, so the
+    fields are formatted by hand.
+
+    >>> format_utc(datetime(999, 5, 1, tzinfo=UTC), digits=3)
+    '0999-05-01T00:00:00.000Z'
+    """
+    utc = moment.astimezone(UTC)
+    fraction = f"{utc.microsecond:06d}"[:digits]
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T"
+        f"{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}.{fraction}Z"
+    )
 
 
 def normalise_key(text: str, key_type: str, tz: tzinfo) -> str:
@@ -65,7 +87,10 @@ def normalise_key(text: str, key_type: str, tz: tzinfo) -> str:
     if key_type == "int":
         if not _INT.match(value):
             raise KeyValueError(f"not an integer: {value[:60]!r}")
-        return str(int(value))
+        # int() refuses more than 4300 digits; the text form needs no conversion.
+        sign = "-" if value[0] == "-" else ""
+        digits = value.lstrip("+-").lstrip("0") or "0"
+        return sign + digits if digits != "0" else "0"
     if key_type == "decimal":
         try:
             number = Decimal(value)
@@ -75,11 +100,14 @@ def normalise_key(text: str, key_type: str, tz: tzinfo) -> str:
             raise KeyValueError(f"not a finite decimal: {value[:60]!r}")
         if number.is_zero():
             return "0"
+        exponent = number.as_tuple().exponent
+        if not isinstance(exponent, int) or abs(exponent) > MAX_DECIMAL_EXPONENT:
+            raise KeyValueError(f"decimal exponent out of range: {value[:60]!r}")
         # normalize() rounds to the context's precision: give it every digit there is.
-        exact = Context(prec=max(1, len(number.as_tuple().digits)))
+        exact = Context(prec=max(1, len(number.as_tuple().digits)), Emax=10**9, Emin=-(10**9))
         return f"{number.normalize(exact):f}"
     if key_type == "timestamp":
-        return parse_timestamp(value, tz).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        return format_utc(parse_timestamp(value, tz))
     raise ValueError(f"unknown key type {key_type!r}")
 
 

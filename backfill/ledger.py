@@ -194,20 +194,39 @@ class SqliteLedger:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Cursor]:
-        cur = self._conn.cursor()
-        cur.execute("BEGIN IMMEDIATE")
+        """One atomic write; a database failure becomes a LedgerError naming the file."""
+        try:
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
         try:
             yield cur
-        except BaseException:
-            cur.execute("ROLLBACK")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                cur.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._failed(exc) from None
             raise
         else:
-            cur.execute("COMMIT")
+            try:
+                cur.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._failed(exc) from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: sqlite3.Error) -> LedgerError:
+        return LedgerError(f"the ledger {self.path} failed: {exc}; nothing more is sent")
 
     # --- runs --------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
@@ -269,7 +288,7 @@ class SqliteLedger:
             cur.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", (time.time(), run_id))
 
     def runs(self) -> list[RunRecord]:
-        rows = self._conn.execute(
+        rows = self._execute(
             "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
             "ORDER BY started_at"
         ).fetchall()
@@ -284,7 +303,7 @@ class SqliteLedger:
         for start in range(0, len(ids), _LOOKUP_BATCH):
             batch = ids[start : start + _LOOKUP_BATCH]
             marks = ",".join("?" * len(batch))
-            for row in self._conn.execute(
+            for row in self._execute(
                 "SELECT external_id, status, payload_hash, mapping_hash, "
                 "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
                 "COALESCE(code, ''), COALESCE(message, ''), attempts, "
@@ -305,7 +324,7 @@ class SqliteLedger:
         for start in range(0, len(ids), _LOOKUP_BATCH):
             batch = ids[start : start + _LOOKUP_BATCH]
             marks = ",".join("?" * len(batch))
-            for ext_id, source, position in self._conn.execute(
+            for ext_id, source, position in self._execute(
                 f"SELECT external_id, source, position FROM seen WHERE external_id IN ({marks})",
                 batch,
             ):
@@ -454,13 +473,11 @@ class SqliteLedger:
     def status_counts(self) -> dict[str, int]:
         return {
             str(status): int(n)
-            for status, n in self._conn.execute(
-                "SELECT status, COUNT(*) FROM events GROUP BY status"
-            )
+            for status, n in self._execute("SELECT status, COUNT(*) FROM events GROUP BY status")
         }
 
     def event(self, external_id: str) -> dict[str, Any] | None:
-        cur = self._conn.execute("SELECT * FROM events WHERE external_id = ?", (external_id,))
+        cur = self._execute("SELECT * FROM events WHERE external_id = ?", (external_id,))
         row = cur.fetchone()
         if row is None:
             return None
@@ -468,7 +485,7 @@ class SqliteLedger:
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only access for reports and tests."""
-        return list(self._conn.execute(sql, params))
+        return list(self._execute(sql, params))
 
 
 def _statements(script: str) -> list[str]:

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
-from backfill.ids import KeyValueError, external_id, normalise_key, parse_timestamp
+from backfill.ids import KeyValueError, external_id, format_utc, normalise_key, parse_timestamp
 from backfill.mapping import (
     COMPONENTS,
     Condition,
@@ -101,6 +101,13 @@ class _RowInvalid(Exception):
 
 def event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
     """The row's externalId from its key columns alone, or why it has none."""
+    try:
+        return _event_id(mapper, row)
+    except Exception as exc:  # bad input never crashes the job: the row gets the reason
+        return RowProblem("unreadable_value", f"{type(exc).__name__}: {exc}"[:300])
+
+
+def _event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
     spec = mapper.spec
     if mapper.id_template is not None:
         for column in sorted(mapper.id_template.columns):
@@ -142,6 +149,9 @@ def map_row(mapper: Mapper, row: SourceRow, external_id: str) -> Event | Invalid
         return _build(mapper, row, ctx, external_id)
     except _RowInvalid as exc:
         return Invalid(row.source, row.position, exc.problem, external_id)
+    except Exception as exc:  # bad input never crashes the job: the row gets the reason
+        problem = RowProblem("unreadable_value", f"{type(exc).__name__}: {exc}"[:300])
+        return Invalid(row.source, row.position, problem, external_id)
 
 
 def payload_hash(payload: Mapping[str, Any]) -> str:
@@ -170,7 +180,7 @@ def _build(mapper: Mapper, row: SourceRow, ctx: dict[str, Any], ext_id: str) -> 
         when = parse_timestamp(row.values[spec.timestamp_column], mapper.tz)
     except KeyValueError as exc:
         raise _RowInvalid(RowProblem("bad_timestamp", str(exc), spec.timestamp_column)) from None
-    timestamp = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    timestamp = format_utc(when, digits=3)
     payload: dict[str, Any] = {
         "customerIdentifier": {spec.customer_field: customer},
         "externalId": ext_id,
@@ -227,12 +237,7 @@ def _checked(field: FieldSpec, text: str, template: Template, tz: ZoneInfo) -> s
         )
     if field.kind == "url":
         text = text.strip()
-        parts = urlsplit(text)
-        if (
-            parts.scheme not in ("http", "https")
-            or not parts.netloc
-            or any(c.isspace() for c in text)
-        ):
+        if not _is_http_url(text):
             raise _RowInvalid(
                 _problem(
                     "bad_url", f"{template.key} is not an http(s) URL: {text[:80]!r}", template
@@ -245,8 +250,22 @@ def _checked(field: FieldSpec, text: str, template: Template, tz: ZoneInfo) -> s
             raise _RowInvalid(
                 _problem("bad_timestamp", f"{template.key}: {exc}", template)
             ) from None
-        text = when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+        text = format_utc(when, digits=3)
     return text
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        return False
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.hostname)
+        and text.isprintable()
+        and " " not in text
+    )
 
 
 def _render(template: Template, ctx: Mapping[str, Any]) -> str:

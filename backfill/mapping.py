@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
 import jinja2.meta
+from jinja2 import nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from backfill import plain_enums
@@ -435,9 +436,7 @@ def compile_template(env: SandboxedEnvironment, source: str, *, file: str, key: 
         raise MappingError(
             f"template syntax error: {exc.message} in {source!r}", file=file, key=key
         ) from None
-    names = (
-        frozenset(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
-    )
+    names = _columns_of(env, ast)
     return Template(source, key, names, compiled.render)
 
 
@@ -450,10 +449,22 @@ def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key:
         raise MappingError(
             f"expression syntax error: {exc.message} in {source!r}", file=file, key=key
         ) from None
-    names = (
-        frozenset(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
-    )
+    names = _columns_of(env, ast)
     return Condition(source, key, names, lambda ctx: test(**ctx))
+
+
+def _columns_of(env: SandboxedEnvironment, ast: nodes.Template) -> frozenset[str]:
+    """Every column a template reads: bare names and `row['name']` lookups."""
+    names = set(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
+    for item in ast.find_all(nodes.Getitem):
+        if (
+            isinstance(item.node, nodes.Name)
+            and item.node.name == "row"
+            and isinstance(item.arg, nodes.Const)
+            and isinstance(item.arg.value, str)
+        ):
+            names.add(item.arg.value)
+    return frozenset(names)
 
 
 def _text_of(value: Any) -> str:

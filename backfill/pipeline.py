@@ -124,7 +124,7 @@ async def arun(
         check_columns(spec, read_header(source), source=source)
     if not settings.api_key:
         raise ConfigError("set PLAIN_API_KEY to the API key of the workspace to write to")
-    ledger_path = settings.ledger or default_ledger(spec.namespace)
+    ledger_path = settings.ledger or default_ledger(settings.mapping)
     ledger = SqliteLedger.open(ledger_path)
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change)
@@ -260,6 +260,9 @@ class _Job:
                 self._report_progress()
         except BackfillError as exc:
             self.stop.set(str(exc), exc.exit_code, exc)
+        except Exception as exc:
+            log.exception("unexpected error while reading and planning")
+            self.stop.set(f"internal error: {type(exc).__name__}: {exc}", EXIT_USAGE)
         for _ in range(self.settings.concurrency):
             await queue.put(None)
 
@@ -347,32 +350,45 @@ class _Job:
             event = await queue.get()
             if event is None:
                 return
+            try:
+                await self._deliver(event)
+            except BackfillError as exc:  # e.g. the ledger cannot be written
+                self.stop.set(str(exc), exc.exit_code, exc)
+            except Exception as exc:
+                log.exception("unexpected error while sending %s", event.external_id)
+                self.stop.set(f"internal error: {type(exc).__name__}: {exc}", EXIT_USAGE)
+
+    async def _deliver(self, event: Event) -> None:
+        """Send one event: in_flight in the ledger first, then its answer."""
+        state = "unsent"
+        try:
             if self.stop.is_set or not await self._preflight():
                 self._unsent(event)
-                continue
+                return
+            assert self.sender is not None
             self.ledger.mark_in_flight(
                 self.run_id,
                 [event],
                 mapping_hash=self.spec.hash,
                 claim_s=self.settings.timeout_s * 4,
             )
-            assert self.sender is not None
-            try:
-                outcome, attempts = await self.sender.send(event)
-            except AuthError as exc:
-                self.stop.set(str(exc), EXIT_AUTH, exc)
-                outcome = Outcome(Status.RETRYABLE, attempts=1, code=exc.code, message=str(exc))
-                attempts = []
-            except asyncio.CancelledError:
-                self._write_event(
-                    event,
-                    Outcome(Status.IN_FLIGHT, attempts=1),
-                    note="the run stopped before Plain answered",
-                )
-                raise
-            self.ledger.record_outcomes(self.run_id, [(event, outcome)], attempts)
-            self._write_event(event, outcome)
+            state = "in_flight"
+            sent = await self.sender.send(event)
+            if sent.stop is not None:
+                self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
+            self.ledger.record_outcomes(self.run_id, [(event, sent.outcome)], sent.attempts)
+            state = "recorded"
+            self._write_event(event, sent.outcome)
             self._report_progress()
+        except BaseException:
+            # Whatever stopped us (cancellation at the end of a stop, a ledger error),
+            # the row still gets its line in results.csv.
+            if state == "unsent":
+                self._unsent(event)
+            elif state == "in_flight":
+                note = "the run stopped before Plain's answer was recorded; sent again next run"
+                self._write_event(event, Outcome(Status.IN_FLIGHT, attempts=1), note=note)
+            raise
 
     async def _preflight(self) -> bool:
         """Check the key once, before the first event; False when the run must stop."""

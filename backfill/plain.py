@@ -36,7 +36,12 @@ AnswerKind = Literal[
 ]
 
 _AUTH_CODES: Final = frozenset({"UNAUTHENTICATED", "FORBIDDEN"})
-_RETRY_CODES: Final = frozenset({"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE"})
+#: Statuses that say this request, as sent, will never be accepted.
+_REFUSED_AS_SENT: Final = frozenset({400, 413, 422})
+#: GraphQL error codes that say the request, as sent, will never be accepted.
+_REFUSED_CODES: Final = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", "BAD_USER_INPUT", "BAD_REQUEST"}
+)
 _DUPLICATE_WORDS: Final = (
     "already exist",
     "duplicate",
@@ -77,6 +82,7 @@ def classify_http(
     """Classify transport-level outcomes; return the GraphQL `data` when there is some.
 
     A returned dict is the response's `data` object, for `classify_mutation` to read.
+    Whatever the body holds, the answer is an Answer or a dict: never an exception.
     """
     if status == 429:
         return Answer(
@@ -93,17 +99,21 @@ def classify_http(
         return Answer("transient", f"HTTP_{status}", _first_message(body) or f"HTTP {status}")
     parsed = _json(body)
     if parsed is None:
-        if status >= 400:
+        if status in _REFUSED_AS_SENT:
             return Answer(
                 "rejected", f"HTTP_{status}", f"HTTP {status} with a body that is not JSON"
             )
+        # A proxy's error page or an empty body: nothing says the request itself was wrong.
         return Answer("transient", "BAD_RESPONSE", f"HTTP {status} with a body that is not JSON")
-    errors = parsed.get("errors") or []
+    errors = parsed.get("errors")
     data = parsed.get("data")
-    if errors and not data:
+    if errors is not None and not isinstance(errors, list):
+        return Answer("transient", "BAD_RESPONSE", "the response's errors are not a list")
+    if errors and not (isinstance(data, dict) and data and all(data.values())):
         return _graphql_error(errors[0], status)
     if status >= 400 or not isinstance(data, dict):
-        return Answer("rejected", f"HTTP_{status}", f"HTTP {status}")
+        kind: AnswerKind = "rejected" if status in _REFUSED_AS_SENT else "transient"
+        return Answer(kind, f"HTTP_{status}", f"HTTP {status} without data")
     return data
 
 
@@ -113,6 +123,8 @@ def classify_mutation(result: Any, *, output_field: str = "customerEvent") -> An
         return Answer("transient", "BAD_RESPONSE", "the response has no mutation result")
     error = result.get("error")
     if error:
+        if not isinstance(error, dict):
+            return Answer("transient", "BAD_RESPONSE", "the mutation error is not an object")
         return _mutation_error(error)
     created = result.get(output_field)
     if not isinstance(created, dict) or not created.get("id"):
@@ -126,12 +138,14 @@ def classify_mutation(result: Any, *, output_field: str = "customerEvent") -> An
 
 def parse_preflight(data: Mapping[str, Any]) -> Workspace:
     """Read the preflight query's `data`."""
-    workspace = data.get("myWorkspace") or {}
-    permissions = (data.get("myPermissions") or {}).get("permissions") or []
+    workspace = data.get("myWorkspace")
+    workspace = workspace if isinstance(workspace, dict) else {}
+    granted = data.get("myPermissions")
+    permissions = granted.get("permissions") if isinstance(granted, dict) else None
     return Workspace(
-        id=str(workspace.get("id", "")),
-        name=str(workspace.get("name", "")),
-        permissions=frozenset(str(p) for p in permissions),
+        id=str(workspace.get("id") or ""),
+        name=str(workspace.get("name") or ""),
+        permissions=frozenset(str(p) for p in permissions or () if isinstance(p, str)),
     )
 
 
@@ -171,7 +185,8 @@ def _mutation_error(error: Mapping[str, Any]) -> Answer:
     code = str(error.get("code") or "")
     kind = str(error.get("type") or "")
     message = str(error.get("message") or "")
-    fields = [f for f in error.get("fields") or [] if isinstance(f, dict)]
+    raw_fields = error.get("fields")
+    fields = [f for f in raw_fields if isinstance(f, dict)] if isinstance(raw_fields, list) else []
     details = "; ".join(f"{f.get('field')}: {f.get('message')}" for f in fields)
     full = f"{message} ({details})" if details else message
     if _is_duplicate(code, message, fields):
@@ -198,16 +213,23 @@ def _is_duplicate(code: str, message: str, fields: list[dict[str, Any]]) -> bool
 
 
 def _graphql_error(error: Any, status: int) -> Answer:
-    extensions = error.get("extensions") or {} if isinstance(error, dict) else {}
-    code = str(extensions.get("code") or f"HTTP_{status}")
-    message = str(error.get("message") or "") if isinstance(error, dict) else ""
+    if not isinstance(error, dict):
+        return Answer("transient", "BAD_RESPONSE", "a GraphQL error that is not an object")
+    code = _code_of(error) or f"HTTP_{status}"
+    message = str(error.get("message") or "")[:1000]
     if code in _AUTH_CODES:
         return Answer("auth", code, message)
     if code == "RATE_LIMITED":
         return Answer("rate_limited", code, message, wait_s=1.0)
-    if code in _RETRY_CODES:
-        return Answer("transient", code, message)
-    return Answer("rejected", code, message)
+    if code in _REFUSED_CODES:
+        return Answer("rejected", code, message)
+    # INTERNAL_SERVER_ERROR and anything unknown: retry, within the retry budget.
+    return Answer("transient", code, message)
+
+
+def _code_of(error: Mapping[str, Any]) -> str:
+    extensions = error.get("extensions")
+    return str(extensions.get("code") or "") if isinstance(extensions, dict) else ""
 
 
 def _json(body: bytes) -> dict[str, Any] | None:
@@ -226,7 +248,7 @@ def _first_error(body: bytes) -> dict[str, Any]:
 
 
 def _first_code(body: bytes) -> str:
-    return str((_first_error(body).get("extensions") or {}).get("code") or "")
+    return _code_of(_first_error(body))
 
 
 def _first_message(body: bytes) -> str:

@@ -49,6 +49,7 @@ class Pacer:
     """
 
     rate: float
+    held_until: float = float("-inf")
     _next: float = field(default=float("-inf"))
 
     def reserve(self, now: float) -> float:
@@ -59,6 +60,7 @@ class Pacer:
 
     def pause_until(self, when: float) -> None:
         """No slot before `when` (every sender waits)."""
+        self.held_until = max(self.held_until, when)
         self._next = max(self._next, when)
 
 

@@ -30,6 +30,15 @@ _FINAL: Final = {
 
 
 @dataclass(frozen=True, slots=True)
+class Sent:
+    """What sending one event came to: its outcome, every attempt, and a run-stopping error."""
+
+    outcome: Outcome
+    attempts: list[Attempt]
+    stop: AuthError | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SendOptions:
     """How the sender paces and retries."""
 
@@ -84,6 +93,7 @@ class Sender:
     async def preflight(self) -> Workspace:
         """Check the key: which workspace it writes to and what it may do."""
         failures = 0
+        waits = 0
         while True:
             await self._pace()
             try:
@@ -112,17 +122,19 @@ class Sender:
             if answer.kind == "rate_limited":
                 self.rate_limited += 1
                 self._hold(answer.wait_s)
-                continue
+                waits += 1
+                if waits < MAX_RATE_LIMIT_WAITS:
+                    continue
             failures += 1
-            if failures > self.options.max_retries:
+            if failures > self.options.max_retries or waits >= MAX_RATE_LIMIT_WAITS:
                 raise Transient(
                     f"Plain did not answer the preflight query ({answer.code}: {answer.message})",
                     code=answer.code,
                 )
             await self._clock.sleep(self.options.backoff.delay(failures, self._rand))
 
-    async def send(self, event: Event) -> tuple[Outcome, list[Attempt]]:
-        """Send one event until it has a final outcome; raise AuthError to stop the run."""
+    async def send(self, event: Event) -> Sent:
+        """Send one event until it has a final outcome (or Plain refuses the key)."""
         attempts: list[Attempt] = []
         failures = 0
         waits = 0
@@ -156,23 +168,25 @@ class Sender:
             )
             final = _FINAL.get(answer.kind)
             if final is not None:
-                return _outcome(final, answer, attempts), attempts
+                return Sent(_outcome(final, answer, attempts), attempts)
             if answer.kind == "auth":
-                raise AuthError(
+                # Not the event's fault: it stays retryable and the run stops.
+                error = AuthError(
                     f"Plain refused the request for {event.external_id} ({answer.code}: "
                     f"{answer.message}); stopping: every further request would fail the same way",
                     code=answer.code,
                 )
+                return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts, error)
             if answer.kind == "rate_limited":
                 self.rate_limited += 1
                 waits += 1
                 self._hold(answer.wait_s)
                 if waits >= MAX_RATE_LIMIT_WAITS:
-                    return _outcome(Status.RETRYABLE, answer, attempts), attempts
+                    return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts)
                 continue
             failures += 1
             if failures > self.options.max_retries:
-                return _outcome(Status.RETRYABLE, answer, attempts), attempts
+                return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts)
             delay = self.options.backoff.delay(failures, self._rand)
             log.info(
                 "retrying %s in %.1fs after %s (%s)",
@@ -190,9 +204,13 @@ class Sender:
         log.info("rate limited: holding every request for %.2fs", wait_s)
 
     async def _pace(self) -> None:
-        delay = self.pacer.reserve(self._clock.monotonic())
-        if delay > 0:
-            await self._clock.sleep(delay)
+        while True:
+            delay = self.pacer.reserve(self._clock.monotonic())
+            if delay > 0:
+                await self._clock.sleep(delay)
+            # A 429 seen while this sender slept holds it too: take a new slot after the hold.
+            if self.pacer.held_until <= self._clock.monotonic():
+                return
 
     async def _post(self, body: Mapping[str, Any]) -> tuple[int, httpx.Headers, bytes]:
         self.requests += 1

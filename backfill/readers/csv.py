@@ -13,6 +13,7 @@ import io
 import os
 import re
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Final
@@ -23,7 +24,7 @@ from backfill.models import RowProblem, SourceRow
 DEFAULT_CHUNK_ROWS: Final = 1000
 #: Large enough for a 5 MB free-text field; csv's default is 128 KiB.
 FIELD_SIZE_LIMIT: Final = 64 * 1024 * 1024
-_UNDECODABLE = re.compile("[\udc80-\udcff]")
+_UNDECODABLE = re.compile("[\udc80-\udcff\x00]")
 
 csv.field_size_limit(min(FIELD_SIZE_LIMIT, sys.maxsize))
 
@@ -42,7 +43,7 @@ def read_header(path: str, options: CsvOptions = CsvOptions()) -> list[str]:
     fh, _ = _open(path, options)
     with fh:
         lines = _Lines(fh)
-        reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
+        reader = _reader(lines, options)
         return _header(path, reader, lines)
 
 
@@ -66,7 +67,7 @@ def read_rows(
     with fh:
         lines = _Lines(fh)
         base = progress.done_bytes if progress is not None else 0
-        reader = csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar)
+        reader = _reader(lines, options)
         header = _header(path, reader, lines)
         width = len(header)
         while True:
@@ -76,9 +77,7 @@ def read_rows(
             except StopIteration:
                 return
             except csv.Error as exc:
-                yield SourceRow(
-                    path, str(start), {}, RowProblem("csv_error", f"unreadable record: {exc}")
-                )
+                yield SourceRow(path, str(start), {}, _quoting_problem(exc, start, lines.count))
                 continue
             if progress is not None:
                 progress.done_bytes = base + raw.tell()
@@ -86,9 +85,13 @@ def read_rows(
                 continue  # a blank line is not a record
             bad = lines.undecodable_since(start)
             if bad is not None:
-                problem = RowProblem(
-                    "encoding", f"line {bad} has bytes that are not valid {options.encoding}"
+                line, text = bad
+                what = (
+                    "a NUL byte"
+                    if "\x00" in text
+                    else f"bytes that are not valid {options.encoding}"
                 )
+                problem = RowProblem("encoding", f"line {line} has {what}")
                 yield SourceRow(path, str(start), {}, problem)
             elif len(fields) != width:
                 problem = RowProblem("field_count", f"expected {width} fields, found {len(fields)}")
@@ -126,6 +129,22 @@ def read_chunks(
         yield chunk
 
 
+def _reader(lines: Iterable[str], options: CsvOptions) -> Iterator[list[str]]:
+    # strict: a stray quote is an error for that record, never a field that silently
+    # swallows the rows after it.
+    return csv.reader(lines, delimiter=options.delimiter, quotechar=options.quotechar, strict=True)
+
+
+def _quoting_problem(exc: csv.Error, start: int, end: int) -> RowProblem:
+    if "unexpected end of data" in str(exc):
+        return RowProblem(
+            "unclosed_quote",
+            f"a quoted field opened on lines {start}-{end} is never closed: "
+            f"lines {start} to {end} (the end of the file) are one broken record",
+        )
+    return RowProblem("bad_quoting", f"malformed quoting on line {end}: {exc}")
+
+
 def _size(path: str) -> int:
     try:
         return os.path.getsize(path)
@@ -156,6 +175,8 @@ def _header(path: str, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
         raise SourceError(f"unreadable header: {exc}", file=path, line=1) from None
     if lines.undecodable_since(1) is not None:
         raise SourceError("the header has bytes that are not valid text", file=path, line=1)
+    if not header or header == [""]:
+        raise SourceError("the first line is blank: expected a header row", file=path, line=1)
     seen: set[str] = set()
     for name in header:
         if name in seen:
@@ -170,16 +191,17 @@ class _Lines(Iterable[str]):
     def __init__(self, fh: IO[str]) -> None:
         self._fh = fh
         self.count = 0
-        self._bad: list[int] = []
+        self._bad: deque[tuple[int, str]] = deque()
 
     def __iter__(self) -> Iterator[str]:
         for line in self._fh:
             self.count += 1
             if _UNDECODABLE.search(line):
-                self._bad.append(self.count)
+                self._bad.append((self.count, line))
             yield line
 
-    def undecodable_since(self, start: int) -> int | None:
-        while self._bad and self._bad[0] < start:
-            self._bad.pop(0)
+    def undecodable_since(self, start: int) -> tuple[int, str] | None:
+        """The first line at or after `start` with bad bytes, and its text."""
+        while self._bad and self._bad[0][0] < start:
+            self._bad.popleft()
         return self._bad[0] if self._bad else None

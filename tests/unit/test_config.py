@@ -32,6 +32,7 @@ def test_the_key_never_shows_in_repr_or_recorded_options():
         {"max_retries": -1},
         {"limit": -5},
         {"api_url": "ftp://x"},
+        {"api_url": "http://127.0.0.1:99999/graphql"},
     ],
 )
 def test_bad_values_are_config_errors(given):
@@ -44,8 +45,35 @@ def test_bad_environment_values_name_the_variable():
         resolve(sources=("a",), mapping="m", env={"BACKFILL_CONCURRENCY": "many"})
 
 
-def test_default_ledger_depends_on_the_job_not_the_results_dir():
-    assert default_ledger("acme") == ".backfill/acme.sqlite"
+def test_default_ledger_follows_the_mapping_file_not_the_results_dir():
+    assert default_ledger("jobs/acme.toml") == ".backfill/acme.sqlite"
+
+
+def test_every_run_option_has_its_environment_variable():
+    env = {
+        "BACKFILL_LEDGER": "l.sqlite",
+        "BACKFILL_RESULTS_DIR": "out",
+        "BACKFILL_RATE": "600/min",
+        "BACKFILL_CONCURRENCY": "2",
+        "BACKFILL_MAX_RETRIES": "1",
+        "BACKFILL_TIMEOUT": "5",
+        "BACKFILL_LIMIT": "10",
+        "BACKFILL_EXPECT_WORKSPACE": "w_1",
+        "BACKFILL_ALLOW_ID_CHANGE": "true",
+        "PLAIN_API_URL": "http://127.0.0.1:1/graphql/v1",
+    }
+    s = resolve(sources=("a",), mapping="m", env=env)
+    assert (s.ledger, s.results_dir, s.rate, s.concurrency) == ("l.sqlite", "out", "600/min", 2)
+    assert (s.max_retries, s.timeout_s, s.limit) == (1, 5.0, 10)
+    assert (s.expect_workspace, s.allow_id_change) == ("w_1", True)
+    assert s.api_url == "http://127.0.0.1:1/graphql/v1"
+
+
+def test_a_source_given_twice_is_refused(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("x\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="given twice"):
+        resolve(sources=(str(path), str(tmp_path / "." / "a.csv")), mapping="m", env={})
 
 
 def test_mask_url():

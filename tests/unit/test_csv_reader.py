@@ -89,3 +89,37 @@ def test_a_huge_field_is_read(tmp_path):
     path = write(tmp_path, f"a,b\n1,{big}\n")
     (row,) = list(read_rows(path))
     assert len(row.values["b"]) == len(big)
+
+
+def test_an_unclosed_quote_is_one_invalid_record_naming_its_lines(tmp_path):
+    path = write(tmp_path, 'a,b,c\n1,2,3\n4,"open,6\n7,8,9\n10,11,12\n')
+    rows = list(read_rows(path))
+    assert [r.values.get("a") for r in rows[:1]] == ["1"]
+    (broken,) = rows[1:]
+    assert broken.problem is not None and broken.problem.code == "unclosed_quote"
+    assert broken.position == "3" and "lines 3 to 5" in broken.problem.message
+
+
+def test_text_after_a_closing_quote_is_a_bad_record_and_reading_goes_on(tmp_path):
+    path = write(tmp_path, 'a,b,c\n1,"x"y,3\n4,5,6\n7,ab"c,9\n')
+    rows = list(read_rows(path))
+    assert rows[0].problem is not None and rows[0].problem.code == "bad_quoting"
+    assert rows[0].position == "2"
+    assert rows[1].values == {"a": "4", "b": "5", "c": "6"}
+    assert rows[2].values["b"] == 'ab"c'
+
+
+def test_a_nul_byte_makes_the_record_invalid(tmp_path):
+    path = write(tmp_path, "a,b\n1,nul\x00byte\n2,ok\n")
+    rows = list(read_rows(path))
+    assert rows[0].problem is not None and "NUL" in rows[0].problem.message
+    assert rows[1].problem is None
+
+
+def test_a_blank_first_line_is_a_source_error(tmp_path):
+    with pytest.raises(SourceError, match="blank"):
+        read_header(write(tmp_path, "\na,b\n1,2\n"))
+
+
+def test_a_header_only_file_has_no_rows(tmp_path):
+    assert list(read_rows(write(tmp_path, "a,b\n"))) == []

@@ -2,6 +2,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from backfill.plain import classify_http, classify_mutation, rate_limit_wait
 
@@ -173,3 +175,65 @@ def test_retry_after_wins_and_missing_headers_fall_back():
     assert rate_limit_wait({"x-ratelimit-reset": "garbage"}) == 1.0
     past = {"x-ratelimit-reset": "2020-01-01T00:00:00Z"}
     assert rate_limit_wait(past) == 0.0
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "data",
+                    "errors",
+                    "extensions",
+                    "code",
+                    "message",
+                    "createCustomerEvent",
+                    "error",
+                    "customerEvent",
+                    "id",
+                    "fields",
+                    "field",
+                    "type",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.sampled_from([200, 400, 401, 404, 413, 429, 500, 502]), json_values)
+def test_any_body_is_classified_never_raised(status, payload):
+    result = classify_http(status, {}, json.dumps(payload).encode())
+    if isinstance(result, dict):
+        answer = classify_mutation(result.get("createCustomerEvent"))
+        assert answer.kind in ("delivered", "already_existed", "rejected", "transient", "auth")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        pytest.param(404, b"<html>not found</html>", "transient", id="gateway-404"),
+        pytest.param(400, b"bad request", "rejected", id="plain-400"),
+        pytest.param(413, b"too large", "rejected", id="too-large"),
+        pytest.param(200, b'{"error": "boom"}', "transient", id="odd-shape"),
+        pytest.param(200, b'{"errors": [{"message": "x"}]}', "transient", id="unknown-error"),
+        pytest.param(200, b'{"errors": "nope"}', "transient", id="errors-not-list"),
+    ],
+)
+def test_odd_answers(status, body, kind):
+    answer = classify_http(status, {}, body)
+    assert not isinstance(answer, dict) and answer.kind == kind
+
+
+def test_a_graphql_error_with_null_data_is_classified_by_its_code():
+    payload = {
+        "data": {"createCustomerEvent": None},
+        "errors": [{"message": "bad", "extensions": {"code": "BAD_USER_INPUT"}}],
+    }
+    answer = classify_http(200, {}, body(payload))
+    assert not isinstance(answer, dict) and answer.kind == "rejected"
