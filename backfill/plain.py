@@ -111,9 +111,11 @@ def classify_http(
         return Answer("transient", "BAD_RESPONSE", "the response's errors are not a list")
     if errors and not (isinstance(data, dict) and data and all(data.values())):
         return _graphql_error(errors[0], status)
-    if status >= 400 or not isinstance(data, dict):
+    if status >= 400:
         kind: AnswerKind = "rejected" if status in _REFUSED_AS_SENT else "transient"
         return Answer(kind, f"HTTP_{status}", f"HTTP {status} without data")
+    if not isinstance(data, dict):
+        return Answer("transient", "BAD_RESPONSE", f"HTTP {status} without data")
     return data
 
 
