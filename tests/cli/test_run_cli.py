@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from backfill.fakeplain import ApiKey, FakePlain
+from backfill.fakeplain import ApiKey, FakePlain, Faults
 from backfill.ledger import SqliteLedger
 from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen, sample_ids
 
@@ -144,21 +144,23 @@ def test_sigterm_stops_cleanly_with_143_and_resume_is_exact(tmp_path):
 
 def test_the_api_key_never_appears_in_output_ledger_or_results(tmp_path):
     canary = "plainApiKey_CANARY_6f1d2c9e"
-    keys = {canary: ApiKey()}
-    with FakePlain(api_keys=keys, rate_limit=100_000) as fake:
-        ok = cli(
-            "-vv", *run_args(fake, tmp_path, "--limit", "50"), env=clean_env(PLAIN_API_KEY=canary)
-        )
+    env = clean_env(PLAIN_API_KEY=canary)
+    with FakePlain(api_keys={canary: ApiKey()}, rate_limit=100_000) as fake:
+        ok = cli("-vv", *run_args(fake, tmp_path, "--limit", "50"), env=env)
         assert ok.returncode == 0, ok.stderr
-        stopped = fake.url
-    # And with Plain unreachable mid-way: errors must not carry it either.
-    down = cli(
-        "-vv",
-        *run_args(stopped, tmp_path, "--limit", "60", "--max-retries", "0"),
-        env=clean_env(PLAIN_API_KEY=canary),
-    )
+        # Failing requests mid-run: their errors land in logs, the ledger and failed.csv.
+        fake.faults = Faults(error_500=0.5, drop=0.2, seed=3)
+        faulty = cli(
+            "-vv", *run_args(fake, tmp_path, "--limit", "90", "--max-retries", "1"), env=env
+        )
+        assert faulty.returncode == 1, faulty.stderr
+        assert "retrying" in faulty.stderr
+        url = fake.url
+    # And with Plain unreachable from the start.
+    down = cli("-vv", *run_args(url, tmp_path, "--limit", "100", "--max-retries", "0"), env=env)
     assert down.returncode == 5
-    texts = [ok.stdout, ok.stderr, down.stdout, down.stderr]
-    texts += [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.rglob("*") if p.is_file()]
+    texts = [ok.stdout, ok.stderr, faulty.stdout, faulty.stderr, down.stdout, down.stderr]
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "failed.csv" and "HTTP_500" in p.read_text("utf-8") for p in files)
     assert all(canary not in text for text in texts)
-    assert all(canary.encode() not in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert all(canary.encode() not in p.read_bytes() for p in files)

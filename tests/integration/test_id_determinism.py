@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import random
 import tempfile
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
@@ -39,45 +40,48 @@ text = st.text(
     min_size=1,
     max_size=20,
 )
+offsets = st.builds(
+    timezone, st.timedeltas(min_value=timedelta(hours=-23), max_value=timedelta(hours=23))
+)
+instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(
+    lambda d: d.replace(tzinfo=UTC)
+)
 records = st.lists(
-    st.tuples(
-        st.integers(min_value=0, max_value=10**20),
-        st.datetimes(timezones=st.sampled_from([None])).map(lambda d: d.isoformat()),
-        text,
-    ),
+    st.tuples(st.integers(min_value=0, max_value=10**20), instants, text, offsets),
     min_size=1,
     max_size=40,
 )
 
 
-def write_csv(path: Path, rows: list[tuple[int, str, str]], padding: int) -> None:
+def write_csv(path: Path, rows, *, padding: int, shifted: bool) -> None:
     with open(path, "w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["account", "at", "note", "kind", "email"])
-        for account, at, note in rows:
-            writer.writerow([f"{account:0{padding}d}", at, note, "k", "a@b.example"])
+        for account, at, note, offset in rows:
+            when = at.astimezone(offset) if shifted else at
+            writer.writerow([f"{account:0{padding}d}", when.isoformat(), note, "k", "a@b.example"])
 
 
-def ids_by_key(path: Path, chunk_rows: int) -> dict[tuple[str, str, str], str]:
+def ids_by_key(path: Path, chunk_rows: int) -> dict[tuple[int, datetime, str], str]:
     found = {}
     for chunk in read_chunks([str(path)], chunk_rows=chunk_rows):
         for row in chunk:
             ident = event_id(MAPPER, row)
             assert isinstance(ident, str), ident
-            key = (str(int(row.values["account"])), row.values["at"], row.values["note"])
-            found[key] = ident
+            at = datetime.fromisoformat(row.values["at"]).astimezone(UTC)
+            found[(int(row.values["account"]), at, row.values["note"])] = ident
     return found
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(records, st.integers(min_value=1, max_value=50), st.integers(min_value=0, max_value=2**32))
-def test_ids_do_not_depend_on_order_chunking_or_zero_padding(rows, chunk_rows, seed):
+def test_ids_do_not_depend_on_order_chunking_padding_or_utc_offset(rows, chunk_rows, seed):
     with tempfile.TemporaryDirectory() as tmp:
         one, two = Path(tmp) / "one.csv", Path(tmp) / "two.csv"
-        write_csv(one, rows, padding=1)
+        write_csv(one, rows, padding=1, shifted=False)
         shuffled = rows[:]
         random.Random(seed).shuffle(shuffled)
-        write_csv(two, shuffled, padding=25)
+        write_csv(two, shuffled, padding=25, shifted=True)
         assert ids_by_key(one, chunk_rows=1000) == ids_by_key(two, chunk_rows=chunk_rows)
 
 

@@ -82,3 +82,16 @@ def test_int_and_decimal_forms_of_one_number_agree(number, zeros):
     padded = ("-" if number < 0 else "") + "0" * zeros + str(abs(number))
     assert normalise_key(padded, "int", UTC) == normalise_key(text, "int", UTC)
     assert normalise_key(f"{text}.{'0' * zeros}" if zeros else text, "decimal", UTC) == str(number)
+
+
+def test_early_years_are_zero_padded_on_every_platform():
+    assert normalise_key("0999-05-01T00:00:00Z", "timestamp", UTC) == "0999-05-01T00:00:00.000000Z"
+
+
+def test_out_of_range_values_are_key_errors_not_crashes():
+    with pytest.raises(KeyValueError):
+        normalise_key("0001-01-01T00:00:00+01:00", "timestamp", UTC)
+    with pytest.raises(KeyValueError):
+        normalise_key("1e999999999999", "decimal", UTC)
+    assert normalise_key("9" * 5000, "int", UTC) == "9" * 5000
+    assert normalise_key("-000", "int", UTC) == "0"
