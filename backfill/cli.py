@@ -92,7 +92,7 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
     multiple=True,
     default=("test-key",),
     show_default=True,
-    help="An accepted API key (repeatable), with every permission.",
+    help="An accepted key (repeatable): KEY for every permission, or KEY=PERM,PERM.",
 )
 def fake_plain(
     host: str, port: int, rate_limit: int, window: float, api_keys: tuple[str, ...]
@@ -105,7 +105,7 @@ def fake_plain(
         port=port,
         rate_limit=rate_limit,
         window_s=window,
-        api_keys={key: fakeplain.ApiKey() for key in api_keys},
+        api_keys=dict(fakeplain.parse_api_key(text) for text in api_keys),
     )
 
 

@@ -1067,6 +1067,20 @@ def _parse_and_validate(schema: GraphQLSchema, query: str) -> DocumentNode | _Ba
     return document
 
 
+def parse_api_key(text: str) -> tuple[str, ApiKey]:
+    """`KEY` (every permission) or `KEY=PERM,PERM` (only those), as the CLI takes them.
+
+    >>> parse_api_key("ro=customer:read")[1].permissions
+    frozenset({'customer:read'})
+    """
+    key, sep, permissions = text.partition("=")
+    if not sep:
+        return key, ApiKey()
+    return key, ApiKey(
+        permissions=frozenset(p.strip() for p in permissions.split(",") if p.strip())
+    )
+
+
 def serve(
     *,
     host: str,

@@ -1,14 +1,11 @@
-"""Fixtures shared by the suites: a fake Plain on 127.0.0.1, settings, the CLI as a subprocess."""
+"""Helpers shared by the suites; the `fake_plain` fixture comes from `backfill.pytest_plugin`."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from backfill.config import resolve
 from backfill.fakeplain import FakePlain
@@ -17,16 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = str(ROOT / "data" / "sample_activity.csv")
 MAPPING = str(ROOT / "data" / "mapping.toml")
 SAMPLE_ROWS = 2400
-
-
-@pytest.fixture
-def fake_plain() -> Iterator[FakePlain]:
-    """A fake Plain with a budget no test reaches by accident."""
-    fake = FakePlain(rate_limit=100_000, window_s=60.0).start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
 
 
 def settings_for(fake: FakePlain, tmp_path: Path, **given):

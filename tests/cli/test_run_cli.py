@@ -164,3 +164,32 @@ def test_the_api_key_never_appears_in_output_ledger_or_results(tmp_path):
     assert any(p.name == "failed.csv" and "HTTP_500" in p.read_text("utf-8") for p in files)
     assert all(canary not in text for text in texts)
     assert all(canary.encode() not in p.read_bytes() for p in files)
+
+
+def test_fake_plain_serves_from_the_command_line_with_limited_keys(tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backfill", "fake-plain", "--port", str(port)]
+        + ["--api-key", "full", "--api-key", "ro=customer:read"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=clean_env(),
+    )
+    try:
+        assert server.stdout is not None
+        assert "listening" in server.stdout.readline()
+        url = f"http://127.0.0.1:{port}/graphql/v1"
+        limited = cli(*run_args(url, tmp_path, "--limit", "3"), env=clean_env(PLAIN_API_KEY="ro"))
+        assert limited.returncode == 4 and "customerEvent:create" in limited.stderr + limited.stdout
+        full = cli(*run_args(url, tmp_path, "--limit", "3"), env=clean_env(PLAIN_API_KEY="full"))
+        assert full.returncode == 0, full.stderr
+    finally:
+        server.terminate()
+        server.communicate(timeout=10)
+    assert server.returncode == 0
