@@ -34,7 +34,8 @@ def cli(verbose: int) -> None:
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
 @click.option(
-    "--ledger", help="Ledger file [default: .backfill/<namespace>.sqlite; env BACKFILL_LEDGER]."
+    "--ledger",
+    help="Ledger file [default: .backfill/<stem>.sqlite beside the mapping; env BACKFILL_LEDGER].",
 )
 @click.option(
     "--results-dir", help="Where each run's folder of result files goes [default: results]."
@@ -72,9 +73,6 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
     except BackfillError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        # Ctrl-C before the run started: nothing was sent.
-        sys.exit(130)
     click.echo(render_summary(summary))
     sys.exit(summary.exit_code)
 
@@ -165,4 +163,14 @@ class _ProgressDisplay:
 
 
 def main() -> None:
-    cli(prog_name="backfill")
+    # Not click's standalone mode: it turns Ctrl-C into "Aborted!" and exit 1, and the
+    # exit code table says 130. A run handles its own signals; this covers the rest
+    # (starting up, reading headers, printing the summary).
+    try:
+        code = cli.main(prog_name="backfill", standalone_mode=False)
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -77,16 +77,18 @@ class Settings:
 
 
 def default_ledger(mapping: str) -> str:
-    """Where a job's ledger lives unless told: `.backfill/<mapping file stem>.sqlite`.
+    """Where a job's ledger lives unless told: `.backfill/<stem>.sqlite` beside the mapping.
 
-    It follows the mapping file, not its namespace, so editing the namespace or key
-    columns of a mapping meets the ledger's id-rule check instead of a fresh ledger;
-    and it does not depend on `--results-dir`.
+    One mapping file is one job: its ledger follows the file (not the working
+    directory, not the namespace, not `--results-dir`), so editing the mapping's
+    namespace or key columns meets the ledger's id-rule check instead of a fresh ledger,
+    and two jobs never share a ledger by accident.
 
-    >>> default_ledger("jobs/orders.toml")
-    '.backfill/orders.sqlite'
+    >>> default_ledger("jobs/orders/mapping.toml")
+    'jobs/orders/.backfill/mapping.sqlite'
     """
-    return str(Path(DEFAULT_LEDGER_DIR) / f"{Path(mapping).stem}.sqlite")
+    path = Path(mapping)
+    return str(path.parent / DEFAULT_LEDGER_DIR / f"{path.stem}.sqlite")
 
 
 def mask_url(url: str) -> str:
@@ -134,37 +136,53 @@ def env_name_of(setting: str) -> str:
     return special.get(setting, ENV_PREFIX + setting.upper())
 
 
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
 def _from_env(name: str, text: str, env_name: str) -> Any:
     kind = Settings.__dataclass_fields__[name].type
+    value = text.strip()
     try:
         if kind in ("int", "int | None"):
-            return int(text)
+            return int(value)
         if kind == "float":
-            return float(text)
-        if kind == "bool":
-            return text.strip().lower() in ("1", "true", "yes", "on")
+            return float(value)
     except ValueError:
-        raise ConfigError(f"{env_name}={text!r} is not a valid {kind}") from None
+        wanted = "a whole number" if kind.startswith("int") else "a number"
+        raise ConfigError(f"{env_name}={text!r} is not {wanted}") from None
+    if kind == "bool":
+        if value.lower() in _TRUE | _FALSE:
+            return value.lower() in _TRUE
+        raise ConfigError(f"{env_name}={text!r} is not true or false (1/0, yes/no, on/off)")
     return text
+
+
+def _option(name: str) -> str:
+    """How a user names a setting: its flag and its environment variable."""
+    flag = "--timeout" if name == "timeout_s" else "--" + name.replace("_", "-")
+    return f"{flag} ({env_name_of(name)})"
 
 
 def _check(settings: Settings) -> None:
     try:
         settings.rate_per_s  # noqa: B018 - parsing is the check
     except ValueError as exc:
-        raise ConfigError(f"--rate: {exc}") from None
-    if settings.concurrency < 1:
-        raise ConfigError("--concurrency must be at least 1")
-    if settings.max_retries < 0:
-        raise ConfigError("--max-retries must be 0 or more")
-    if settings.limit is not None and settings.limit < 0:
-        raise ConfigError("--limit must be 0 or more")
-    if settings.timeout_s <= 0:
-        raise ConfigError("--timeout must be above zero")
-    if settings.chunk_rows < 1:
-        raise ConfigError("the chunk size must be at least 1 row")
+        raise ConfigError(f"{_option('rate')}: {exc}") from None
+    limits = [
+        ("concurrency", settings.concurrency >= 1, "at least 1"),
+        ("max_retries", settings.max_retries >= 0, "0 or more"),
+        ("limit", settings.limit is None or settings.limit >= 0, "0 or more"),
+        ("timeout_s", settings.timeout_s > 0, "above zero"),
+        ("chunk_rows", settings.chunk_rows >= 1, "at least 1"),
+    ]
+    for name, ok, wanted in limits:
+        if not ok:
+            raise ConfigError(f"{_option(name)} must be {wanted}")
     if not _is_http_url(settings.api_url):
-        raise ConfigError(f"the API URL must be an http(s) URL: {mask_url(settings.api_url)!r}")
+        raise ConfigError(
+            f"{_option('api_url')} must be an http(s) URL: {mask_url(settings.api_url)!r}"
+        )
     seen: set[str] = set()
     for source in settings.sources:
         real = os.path.realpath(source)

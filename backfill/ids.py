@@ -29,6 +29,7 @@ ID_FORMAT_VERSION: Final = 1
 KEY_TYPES: Final = ("string", "int", "decimal", "timestamp")
 NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _INT = re.compile(r"^[+-]?[0-9]+$")
+_SECONDS_OFFSET = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
 #: A key like 1E+999999 would expand to a million digits: refuse it.
 MAX_DECIMAL_EXPONENT: Final = 1000
 
@@ -46,6 +47,9 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
     value = text.strip()
     if not value:
         raise KeyValueError("empty timestamp")
+    if _SECONDS_OFFSET.search(value):
+        # Python drops the fraction of such an offset: refuse rather than shift the instant.
+        raise KeyValueError(f"a UTC offset with seconds is not supported: {value[:60]!r}")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:

@@ -478,11 +478,19 @@ def check_columns(spec: MappingSpec, columns: Sequence[str], *, source: str) -> 
         if column not in present:
             raise MappingError(
                 f"unknown column {column!r}{_suggest(column, list(columns))} in {source} "
-                f"(its columns: {', '.join(columns)})",
+                f"(its columns: {', '.join(columns)}){_delimiter_hint(columns)}",
                 file=spec.file,
                 key=key,
                 column=column,
             )
+
+
+def _delimiter_hint(columns: Sequence[str]) -> str:
+    if len(columns) == 1:
+        for delimiter, name in (("\t", "tab"), (";", "semicolon"), ("|", "pipe")):
+            if delimiter in columns[0]:
+                return f"; the header looks {name}-separated, and this version reads commas"
+    return ""
 
 
 def referenced_columns(spec: MappingSpec) -> list[tuple[str, str]]:

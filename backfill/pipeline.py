@@ -77,8 +77,8 @@ class Progress:
 
     @property
     def eta_s(self) -> float | None:
-        """Seconds left at the pace so far, when it can be told."""
-        if self.estimated_rows is None or self.settled == 0 or self.elapsed_s <= 0:
+        """Seconds left at the pace so far, once there is a pace to tell it by."""
+        if self.estimated_rows is None or self.settled < 20 or self.elapsed_s < 2.0:
             return None
         return max(0, self.estimated_rows - self.settled) * self.elapsed_s / self.settled
 
@@ -157,7 +157,8 @@ def _check_id_rule(ledger: SqliteLedger, spec: MappingSpec, *, allow_change: boo
         raise LedgerError(
             f"the ledger {ledger.path} was written with another externalId rule "
             f"({known}); this mapping's rule is {rule}. Resuming would create new events in "
-            "Plain for rows already delivered. Pass --allow-id-change if that is intended."
+            "Plain for rows already delivered. Pass --allow-id-change if that is intended, "
+            "or --ledger with another file if this is another job."
         )
     if known != rule:
         ledger.set_meta("id_rule", rule)

@@ -7,8 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import settings
+
 from backfill.config import resolve
 from backfill.fakeplain import FakePlain
+
+# Property tests explore at random on a developer's machine; CI runs them the same way
+# every time, so a landing never depends on luck. No deadlines: machines are noisy.
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", deadline=None, derandomize=True, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") == "true" else "dev")
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = str(ROOT / "data" / "sample_activity.csv")

@@ -16,7 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Final
+from typing import Final
 
 from backfill.errors import SourceError
 from backfill.models import RowProblem, SourceRow
@@ -40,8 +40,15 @@ class CsvOptions:
 
 def read_header(path: str, options: CsvOptions = CsvOptions()) -> list[str]:
     """The column names of `path`; a file-level problem raises SourceError."""
-    fh, _ = _open(path, options)
+    fh, raw = _open(path, options)
     with fh:
+        start = raw.peek(8)[:8]
+        for magic, what in _MAGIC.items():
+            if start.startswith(magic):
+                raise SourceError(
+                    f"this is {what}, not a CSV text file; this version reads plain CSV",
+                    file=path,
+                )
         lines = _Lines(fh)
         reader = _reader(lines, options)
         return _header(path, reader, lines)
@@ -86,11 +93,7 @@ def read_rows(
             bad = lines.undecodable_since(start)
             if bad is not None:
                 line, text = bad
-                what = (
-                    "a NUL byte"
-                    if "\x00" in text
-                    else f"bytes that are not valid {options.encoding}"
-                )
+                what = "a NUL byte" if "\x00" in text else _not_text(options.encoding)
                 problem = RowProblem("encoding", f"line {line} has {what}")
                 yield SourceRow(path, str(start), {}, problem)
             elif len(fields) != width:
@@ -127,6 +130,25 @@ def read_chunks(
                 chunk = []
     if chunk:
         yield chunk
+
+
+def _not_text(encoding: str) -> str:
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8"):
+        return (
+            "bytes that are not valid UTF-8 (a Latin-1 or Windows-1252 export? convert it to UTF-8)"
+        )
+    return f"bytes that are not valid {encoding}"
+
+
+#: How files that are not CSV text begin, to say so instead of "bad bytes".
+_MAGIC: Final = {
+    b"\x1f\x8b": "gzip-compressed",
+    b"PK\x03\x04": "a zip archive (an Excel .xlsx file?)",
+    b"PAR1": "a Parquet file",
+    b"BZh": "bzip2-compressed",
+    b"\xfd7zXZ": "xz-compressed",
+    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+}
 
 
 def _reader(lines: Iterable[str], options: CsvOptions) -> Iterator[list[str]]:
@@ -174,7 +196,7 @@ def _header(path: str, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
     except csv.Error as exc:
         raise SourceError(f"unreadable header: {exc}", file=path, line=1) from None
     if lines.undecodable_since(1) is not None:
-        raise SourceError("the header has bytes that are not valid text", file=path, line=1)
+        raise SourceError(f"the header has {_not_text(lines.encoding)}", file=path, line=1)
     if not header or header == [""]:
         raise SourceError("the first line is blank: expected a header row", file=path, line=1)
     seen: set[str] = set()
@@ -188,8 +210,9 @@ def _header(path: str, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
 class _Lines(Iterable[str]):
     """Physical lines of a text file, counted, remembering which had undecodable bytes."""
 
-    def __init__(self, fh: IO[str]) -> None:
+    def __init__(self, fh: io.TextIOWrapper) -> None:
         self._fh = fh
+        self.encoding = fh.encoding
         self.count = 0
         self._bad: deque[tuple[int, str]] = deque()
 

@@ -46,7 +46,9 @@ def test_bad_environment_values_name_the_variable():
 
 
 def test_default_ledger_follows_the_mapping_file_not_the_results_dir():
-    assert default_ledger("jobs/acme.toml") == ".backfill/acme.sqlite"
+    assert default_ledger("jobs/orders/mapping.toml") == "jobs/orders/.backfill/mapping.sqlite"
+    assert default_ledger("jobs/logins/mapping.toml") == "jobs/logins/.backfill/mapping.sqlite"
+    assert default_ledger("acme.toml") == ".backfill/acme.sqlite"
 
 
 def test_every_run_option_has_its_environment_variable():
@@ -78,3 +80,18 @@ def test_a_source_given_twice_is_refused(tmp_path):
 
 def test_mask_url():
     assert mask_url("postgresql://u:pw@host/db") == "postgresql://u:***@host/db"
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"BACKFILL_LIMIT": "abc"}, "BACKFILL_LIMIT='abc' is not a whole number"),
+        ({"BACKFILL_TIMEOUT": "soon"}, "BACKFILL_TIMEOUT='soon' is not a number"),
+        ({"BACKFILL_ALLOW_ID_CHANGE": "ture"}, "is not true or false"),
+        ({"BACKFILL_CONCURRENCY": "0"}, "--concurrency (BACKFILL_CONCURRENCY) must be at least 1"),
+    ],
+)
+def test_environment_errors_name_the_variable_in_plain_words(env, fragment):
+    with pytest.raises(ConfigError) as err:
+        resolve(sources=("a",), mapping="m", env=env)
+    assert fragment in str(err.value)

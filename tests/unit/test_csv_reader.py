@@ -123,3 +123,24 @@ def test_a_blank_first_line_is_a_source_error(tmp_path):
 
 def test_a_header_only_file_has_no_rows(tmp_path):
     assert list(read_rows(write(tmp_path, "a,b\n"))) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [
+        pytest.param(b"\x1f\x8b\x08\x00rest", "gzip-compressed", id="gzip"),
+        pytest.param(b"PK\x03\x04rest", "Excel", id="xlsx"),
+        pytest.param(b"PAR1rest", "Parquet", id="parquet"),
+    ],
+)
+def test_files_that_are_not_csv_text_say_what_they_are(tmp_path, content, fragment):
+    with pytest.raises(SourceError, match=fragment):
+        read_header(write(tmp_path, content))
+
+
+def test_latin1_bytes_name_the_likely_encoding(tmp_path):
+    path = write(tmp_path, "a,b\n1,caf\xe9\n".encode("latin-1"))
+    (row,) = list(read_rows(path))
+    assert row.problem is not None and "not valid UTF-8 (a Latin-1" in row.problem.message
+    with pytest.raises(SourceError, match="not valid UTF-8"):
+        read_header(write(tmp_path, "caf\xe9,b\n".encode("latin-1"), "h.csv"))

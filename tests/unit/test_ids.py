@@ -95,3 +95,27 @@ def test_out_of_range_values_are_key_errors_not_crashes():
         normalise_key("1e999999999999", "decimal", UTC)
     assert normalise_key("9" * 5000, "int", UTC) == "9" * 5000
     assert normalise_key("-000", "int", UTC) == "0"
+
+
+def test_offsets_with_seconds_are_refused_not_shifted():
+    with pytest.raises(KeyValueError, match="seconds"):
+        parse_timestamp("2000-01-01T00:00:00.000001+00:00:00.000001", UTC)
+    with pytest.raises(KeyValueError, match="seconds"):
+        parse_timestamp("2000-01-01T00:00:00+01:00:30", UTC)
+    assert (
+        parse_timestamp("2000-01-01T00:00:00+05:30", UTC).isoformat() == "1999-12-31T18:30:00+00:00"
+    )
+
+
+@given(
+    st.text(alphabet="abcxyz-._0123456789", min_size=1, max_size=10),
+    st.lists(st.text(), min_size=1, max_size=3),
+)
+def test_the_documented_formula_is_the_implementation(namespace, values):
+    import hashlib
+    import json
+
+    # README, "Identity of an event", computed independently.
+    text = json.dumps([1, namespace, values], separators=(",", ":"), ensure_ascii=False)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    assert external_id(namespace, values) == f"{namespace}_{digest}"

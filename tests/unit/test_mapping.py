@@ -125,3 +125,8 @@ def test_a_broken_toml_file_is_a_mapping_error(tmp_path):
         load_mapping(path)
     with pytest.raises(MappingError, match="cannot read"):
         load_mapping(tmp_path / "missing.toml")
+
+
+def test_a_tab_separated_header_gets_a_hint():
+    with pytest.raises(MappingError, match="looks tab-separated"):
+        check_columns(mapping(), ["id\temail\tat"], source="in.tsv")
