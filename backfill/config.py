@@ -54,6 +54,8 @@ class Settings:
     limit: int | None = None
     expect_workspace: str = ""
     allow_id_change: bool = False
+    upsert_customers: bool = False
+    dry_run: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
 
     @property
@@ -73,6 +75,8 @@ class Settings:
             "limit": self.limit,
             "expect_workspace": self.expect_workspace,
             "allow_id_change": self.allow_id_change,
+            "upsert_customers": self.upsert_customers,
+            "dry_run": self.dry_run,
         }
 
 

@@ -2,7 +2,8 @@
 
 `event_id` reads only the key columns (or renders only the id template), so the
 planner can decide what needs sending before any other template is rendered.
-`map_row` renders the rest and applies Plain's documented limits offline.
+`map_row` renders the rest and applies Plain's documented limits offline, so a row
+that maps is one Plain will not refuse for its shape.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ from zoneinfo import ZoneInfo
 from backfill.ids import KeyValueError, external_id, format_utc, normalise_key, parse_timestamp
 from backfill.mapping import (
     COMPONENTS,
+    ROW,
+    ComponentRule,
     Condition,
     FieldSpec,
     MappingSpec,
+    Policy,
     Template,
     compile_condition,
     compile_template,
     environment,
 )
-from backfill.models import Event, Invalid, RowProblem, SourceRow
+from backfill.models import Event, EventKind, Invalid, RowProblem, SourceRow
 
 MAX_EXTERNAL_ID = 255
+ELLIPSIS = "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +41,9 @@ class _Part:
     field: FieldSpec
     value: str
     template: Template | None
+    policy: Policy
+    #: Required by the schema, or the one given of a one-of pair (workflow id or key).
+    required: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,8 @@ class _Component:
     key: str
     parts: tuple[_Part, ...]
     when: Condition | None
+    main: tuple[_Component, ...] = ()
+    aside: tuple[_Component, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +71,11 @@ def compile_mapper(spec: MappingSpec) -> Mapper:
     """Compile every template and expression of `spec` once."""
     env = environment()
     file = spec.file
-    components = []
-    for rule in spec.components:
-        fields = {f.name: f for f in COMPONENTS[rule.type].fields}
+
+    def component(rule: ComponentRule) -> _Component:
+        spec_ = COMPONENTS[rule.type]
+        fields = {f.name: f for f in spec_.fields}
+        chosen = {name for group in spec_.one_of for name in group}
         parts = tuple(
             _Part(
                 fields[name],
@@ -71,6 +83,8 @@ def compile_mapper(spec: MappingSpec) -> Mapper:
                 None
                 if fields[name].kind == "enum"
                 else compile_template(env, value, file=file, key=f"{rule.key}.{name}"),
+                rule.policy(name),
+                fields[name].required or name in chosen,
             )
             for name, value in rule.values
         )
@@ -79,7 +93,15 @@ def compile_mapper(spec: MappingSpec) -> Mapper:
             if rule.when
             else None
         )
-        components.append(_Component(COMPONENTS[rule.type].gql, rule.key, parts, when))
+        return _Component(
+            COMPONENTS[rule.type].gql,
+            rule.key,
+            parts,
+            when,
+            tuple(component(r) for r in rule.main),
+            tuple(component(r) for r in rule.aside),
+        )
+
     id_template = (
         compile_template(env, spec.id_template, file=file, key="external_id.template")
         if spec.id_template
@@ -89,7 +111,7 @@ def compile_mapper(spec: MappingSpec) -> Mapper:
         spec=spec,
         title=compile_template(env, spec.title, file=file, key="title"),
         id_template=id_template,
-        components=tuple(components),
+        components=tuple(component(rule) for rule in spec.components),
         tz=spec.tz,
     )
 
@@ -145,8 +167,7 @@ def map_row(mapper: Mapper, row: SourceRow, external_id: str) -> Event | Invalid
     if row.problem is not None:
         return Invalid(row.source, row.position, row.problem, external_id)
     try:
-        ctx = _context(row.values)
-        return _build(mapper, row, ctx, external_id)
+        return _Build(mapper, row).event(external_id)
     except _RowInvalid as exc:
         return Invalid(row.source, row.position, exc.problem, external_id)
     except Exception as exc:  # bad input never crashes the job: the row gets the reason
@@ -160,98 +181,158 @@ def payload_hash(payload: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _build(mapper: Mapper, row: SourceRow, ctx: dict[str, Any], ext_id: str) -> Event:
-    spec = mapper.spec
-    title = _render(mapper.title, ctx)
-    if not title.strip():
-        raise _RowInvalid(_problem("empty", "the title rendered empty", mapper.title))
-    customer = row.values[spec.customer_column].strip()
-    if not customer:
-        raise _RowInvalid(
-            RowProblem("missing_customer", "the customer column is empty", spec.customer_column)
-        )
-    if spec.customer_field == "emailAddress" and "@" not in customer:
-        raise _RowInvalid(
-            RowProblem(
-                "bad_customer", f"not an email address: {customer[:80]!r}", spec.customer_column
-            )
-        )
-    try:
-        when = parse_timestamp(row.values[spec.timestamp_column], mapper.tz)
-    except KeyValueError as exc:
-        raise _RowInvalid(RowProblem("bad_timestamp", str(exc), spec.timestamp_column)) from None
-    timestamp = format_utc(when, digits=3)
-    payload: dict[str, Any] = {
-        "customerIdentifier": {spec.customer_field: customer},
-        "externalId": ext_id,
-        "title": title,
-        "components": [c for c in (_component(c, ctx, mapper.tz) for c in mapper.components) if c],
-        "timestamp": timestamp,
-    }
-    return Event(
-        external_id=ext_id,
-        kind=spec.kind,
-        input=payload,
-        payload_hash=payload_hash(payload),
-        source=row.source,
-        position=row.position,
-        timestamp=timestamp,
-    )
+class _Build:
+    """One row's rendering; collects notes such as which fields were truncated."""
 
+    def __init__(self, mapper: Mapper, row: SourceRow) -> None:
+        self.mapper = mapper
+        self.row = row
+        self.ctx = _context(row.values)
+        self.truncated: list[str] = []
 
-def _component(comp: _Component, ctx: dict[str, Any], tz: ZoneInfo) -> dict[str, Any] | None:
-    if comp.when is not None:
+    def event(self, ext_id: str) -> Event:
+        spec = self.mapper.spec
+        values = self.row.values
+        title = _render(self.mapper.title, self.ctx)
+        if not title.strip():
+            raise _RowInvalid(_problem("empty", "the title rendered empty", self.mapper.title))
         try:
-            keep = comp.when.test(ctx)
-        except Exception as exc:  # a template error is the row's problem, never a crash
-            raise _RowInvalid(
-                RowProblem("template", f"{comp.when.key}: {exc}", _only(comp.when.columns))
-            ) from None
-        if not keep:
-            return None
-    fields: dict[str, Any] = {}
-    for part in comp.parts:
-        field = part.field
-        if part.template is None:
-            fields[field.gql] = part.value
-            continue
-        text = _render(part.template, ctx)
-        if not text.strip():
-            if field.required:
-                raise _RowInvalid(
-                    _problem("empty", f"{part.template.key} rendered empty", part.template)
-                )
-            continue
-        fields[field.gql] = _checked(field, text, part.template, tz)
-    return {comp.gql: fields}
-
-
-def _checked(field: FieldSpec, text: str, template: Template, tz: ZoneInfo) -> str:
-    if field.max_len is not None and len(text) > field.max_len:
-        raise _RowInvalid(
-            _problem(
-                "too_long",
-                f"{template.key} is {len(text)} characters; Plain allows at most {field.max_len}",
-                template,
-            )
-        )
-    if field.kind == "url":
-        text = text.strip()
-        if not _is_http_url(text):
-            raise _RowInvalid(
-                _problem(
-                    "bad_url", f"{template.key} is not an http(s) URL: {text[:80]!r}", template
-                )
-            )
-    if field.kind == "timestamp":
-        try:
-            when = parse_timestamp(text, tz)
+            when = parse_timestamp(values[spec.timestamp_column], self.mapper.tz)
         except KeyValueError as exc:
             raise _RowInvalid(
-                _problem("bad_timestamp", f"{template.key}: {exc}", template)
+                RowProblem("bad_timestamp", str(exc), spec.timestamp_column)
             ) from None
-        text = format_utc(when, digits=3)
-    return text
+        timestamp = format_utc(when, digits=3)
+        components = [c for c in (self.component(c) for c in self.mapper.components) if c]
+        thread_id = values[spec.thread_column].strip() if spec.thread_column else ""
+        payload: dict[str, Any]
+        if thread_id:
+            kind = EventKind.THREAD
+            payload = {"threadId": thread_id}
+        else:
+            kind = EventKind.CUSTOMER
+            payload = {"customerIdentifier": self.customer()}
+        payload |= {
+            "externalId": ext_id,
+            "title": title,
+            "components": components,
+            "timestamp": timestamp,
+        }
+        note = f"truncated: {', '.join(self.truncated)}" if self.truncated else ""
+        return Event(
+            external_id=ext_id,
+            kind=kind,
+            input=payload,
+            payload_hash=payload_hash(payload),
+            source=self.row.source,
+            position=self.row.position,
+            timestamp=timestamp,
+            note=note,
+        )
+
+    def customer(self) -> dict[str, str]:
+        spec = self.mapper.spec
+        customer = spec.customer
+        if customer is None:
+            raise _RowInvalid(
+                RowProblem(
+                    "missing_thread",
+                    "the thread id is empty (the mapping has no [customer])",
+                    spec.thread_column,
+                )
+            )
+        value = self.row.values[customer.identify_column].strip()
+        if not value:
+            raise _RowInvalid(
+                RowProblem(
+                    "missing_customer", "the customer column is empty", customer.identify_column
+                )
+            )
+        if customer.identify_field == "emailAddress" and "@" not in value:
+            raise _RowInvalid(
+                RowProblem(
+                    "bad_customer",
+                    f"not an email address: {value[:80]!r}",
+                    customer.identify_column,
+                )
+            )
+        return {customer.identify_field: value}
+
+    def component(self, comp: _Component) -> dict[str, Any] | None:
+        if comp.when is not None:
+            try:
+                keep = comp.when.test(self.ctx)
+            except Exception as exc:  # a template error is the row's problem, never a crash
+                raise _RowInvalid(
+                    RowProblem("template", f"{comp.when.key}: {exc}", _only(comp.when.columns))
+                ) from None
+            if not keep:
+                return None
+        if comp.gql == COMPONENTS[ROW].gql:
+            main = [c for c in (self.component(c) for c in comp.main) if c]
+            if not main:
+                raise _RowInvalid(
+                    RowProblem("empty_row", f"{comp.key}.main has no component left to show")
+                )
+            aside = [c for c in (self.component(c) for c in comp.aside) if c]
+            return {comp.gql: {"rowMainContent": main, "rowAsideContent": aside}}
+        fields: dict[str, Any] = {}
+        for part in comp.parts:
+            field = part.field
+            if part.template is None:
+                _put(fields, field.gql, part.value)
+                continue
+            text = _render(part.template, self.ctx)
+            if not text.strip():
+                if part.required:
+                    raise _RowInvalid(
+                        _problem("empty", f"{part.template.key} rendered empty", part.template)
+                    )
+                continue
+            _put(fields, field.gql, self.checked(part, text))
+        return {comp.gql: fields}
+
+    def checked(self, part: _Part, text: str) -> str:
+        field, template = part.field, part.template
+        assert template is not None
+        if field.max_len is not None and len(text) > field.max_len:
+            if part.policy == "truncate":
+                self.truncated.append(template.key)
+                return text[: field.max_len - len(ELLIPSIS)] + ELLIPSIS
+            raise _RowInvalid(
+                _problem(
+                    "too_long",
+                    f"{template.key} is {len(text)} characters; Plain allows at most "
+                    f'{field.max_len} (or set too_long = "truncate")',
+                    template,
+                )
+            )
+        if field.kind == "url":
+            text = text.strip()
+            if not _is_http_url(text):
+                raise _RowInvalid(
+                    _problem(
+                        "bad_url", f"{template.key} is not an http(s) URL: {text[:80]!r}", template
+                    )
+                )
+        if field.kind == "timestamp":
+            try:
+                when = parse_timestamp(text, self.mapper.tz)
+            except KeyValueError as exc:
+                raise _RowInvalid(
+                    _problem("bad_timestamp", f"{template.key}: {exc}", template)
+                ) from None
+            text = format_utc(when, digits=3)
+        return text
+
+
+def _put(fields: dict[str, Any], path: str, value: str) -> None:
+    """Set a possibly nested field (``userIdentifier.emailAddress``)."""
+    *parents, leaf = path.split(".")
+    target = fields
+    for name in parents:
+        target = target.setdefault(name, {})
+    target[leaf] = value
 
 
 def _is_http_url(text: str) -> bool:

@@ -1,7 +1,8 @@
 """The mapping file: TOML in, a checked `MappingSpec` and compiled templates out.
 
-A mapping says which Plain event each row becomes: its kind, title, customer,
-historical timestamp, components and the externalId rule. Templates are Jinja2 in
+A mapping says which Plain event each row becomes: a customer event or, for rows
+with a thread id, a thread event; its title, historical timestamp, components and
+the externalId rule. Templates are Jinja2 in
 a sandboxed environment with strict undefined variables; every column a template
 names is checked against each source's header before anything is sent, so a typo
 fails at once, not at row 3,000,000. Enum values (sizes, colours) are checked
@@ -15,7 +16,7 @@ import hashlib
 import json
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal
@@ -32,6 +33,8 @@ from backfill.ids import ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
 from backfill.models import EventKind
 
 FieldKind = Literal["text", "url", "enum", "timestamp"]
+Policy = Literal["reject", "truncate"]
+POLICIES: Final = ("reject", "truncate")
 
 #: Who the customer is: mapping key -> CustomerIdentifierInput field.
 CUSTOMER_IDENTIFIERS: Final = {
@@ -46,7 +49,11 @@ MAX_COPY_VALUE: Final = 1_000
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
-    """One field of a component: its mapping key, GraphQL name and offline checks."""
+    """One field of a component: its mapping key, GraphQL path and offline checks.
+
+    `gql` may be a dotted path for fields nested in an input object
+    (``userIdentifier.emailAddress``).
+    """
 
     name: str
     gql: str
@@ -58,10 +65,15 @@ class FieldSpec:
 
 @dataclass(frozen=True, slots=True)
 class ComponentSpec:
-    """A component type: its `EventComponentInput` field and its fields."""
+    """A component type: its `EventComponentInput` field, its fields and their rules.
+
+    `one_of` lists groups of fields of which exactly one must be given (a workflow
+    id or key; a user id or email).
+    """
 
     gql: str
     fields: tuple[FieldSpec, ...]
+    one_of: tuple[tuple[str, ...], ...] = ()
 
 
 def _text(name: str, gql: str, max_len: int, *, required: bool = False) -> FieldSpec:
@@ -73,6 +85,7 @@ def _enum(name: str, gql: str, enum: str, *, required: bool = False) -> FieldSpe
 
 
 #: Every component type the mapping knows, keyed by the `type` a mapping writes.
+#: `row` is special: its `main` and `aside` hold lists of the other types.
 COMPONENTS: Final[dict[str, ComponentSpec]] = {
     "text": ComponentSpec(
         "componentText",
@@ -103,6 +116,15 @@ COMPONENTS: Final[dict[str, ComponentSpec]] = {
             _text("label", "linkButtonLabel", MAX_LABEL, required=True),
         ),
     ),
+    "workflow_button": ComponentSpec(
+        "componentWorkflowButton",
+        (
+            _text("label", "workflowButtonLabel", MAX_LABEL, required=True),
+            _text("workflow_id", "workflowButtonWorkflowIdentifier.workflowId", MAX_LABEL),
+            _text("workflow_key", "workflowButtonWorkflowIdentifier.workflowKey", MAX_LABEL),
+        ),
+        one_of=(("workflow_id", "workflow_key"),),
+    ),
     "badge": ComponentSpec(
         "componentBadge",
         (
@@ -120,7 +142,17 @@ COMPONENTS: Final[dict[str, ComponentSpec]] = {
     "date_time": ComponentSpec(
         "componentDateTime", (FieldSpec("value", "dateTimeIso8601", "timestamp", required=True),)
     ),
+    "user": ComponentSpec(
+        "componentUser",
+        (
+            _text("user_id", "userIdentifier.userId", MAX_LABEL),
+            _text("email", "userIdentifier.emailAddress", MAX_LABEL),
+        ),
+        one_of=(("user_id", "email"),),
+    ),
+    "row": ComponentSpec("componentRow", ()),
 }
+ROW: Final = "row"
 
 _BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 _CONTEXT_NAMES: Final = frozenset({"row"})
@@ -136,12 +168,32 @@ class KeyColumn:
 
 @dataclass(frozen=True, slots=True)
 class ComponentRule:
-    """One `[[components]]` entry: its type, field values and optional `when`."""
+    """One `[[components]]` entry: its type, field values, `when`, and too-long policies.
+
+    A `row` has no values of its own: its `main` and `aside` hold component rules.
+    """
 
     type: str
     key: str
     values: tuple[tuple[str, str], ...]
     when: str = ""
+    policies: tuple[tuple[str, Policy], ...] = ()
+    main: tuple[ComponentRule, ...] = ()
+    aside: tuple[ComponentRule, ...] = ()
+
+    def policy(self, field: str) -> Policy:
+        return dict(self.policies).get(field, "reject")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSpec:
+    """The `[customer]` section: the identifying column and the columns an upsert needs."""
+
+    identify_field: str
+    identify_column: str
+    email_column: str = ""
+    external_id_column: str = ""
+    full_name_column: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,10 +201,9 @@ class MappingSpec:
     """A checked mapping file, not yet bound to any source."""
 
     file: str
-    kind: EventKind
     title: str
-    customer_field: str
-    customer_column: str
+    customer: CustomerSpec | None
+    thread_column: str
     timestamp_column: str
     timezone: str
     namespace: str
@@ -160,6 +211,16 @@ class MappingSpec:
     id_template: str
     components: tuple[ComponentRule, ...]
     hash: str
+
+    @property
+    def kinds(self) -> frozenset[EventKind]:
+        """The event kinds this mapping can produce."""
+        kinds = set()
+        if self.customer is not None:
+            kinds.add(EventKind.CUSTOMER)
+        if self.thread_column:
+            kinds.add(EventKind.THREAD)
+        return frozenset(kinds)
 
     @property
     def id_rule(self) -> str:
@@ -198,29 +259,34 @@ def load_mapping(path: str | Path) -> MappingSpec:
     return parse_mapping(data, file=file)
 
 
+_TOP_KEYS: Final = {
+    "title",
+    "customer",
+    "thread",
+    "timestamp",
+    "external_id",
+    "components",
+    "limits",
+}
+
+
 def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingSpec:
     """Check a parsed mapping document and return its spec (pure)."""
     reader = _Reader(file)
-    reader.only(data, "", {"kind", "title", "customer", "timestamp", "external_id", "components"})
-    kind_text = reader.string(data, "kind", default="customer")
-    if kind_text != EventKind.CUSTOMER:
-        raise MappingError(
-            f"unsupported kind {kind_text!r}; this version maps customer events ('customer')",
-            file=file,
-            key="kind",
-        )
+    reader.only(data, "", _TOP_KEYS)
     title = reader.template(data, "title")
-
-    customer = reader.table(data, "customer")
-    reader.only(customer, "customer", set(CUSTOMER_IDENTIFIERS))
-    chosen = [k for k in CUSTOMER_IDENTIFIERS if k in customer]
-    if len(chosen) != 1:
+    customer = _customer(reader, data.get("customer"))
+    thread_column = ""
+    if "thread" in data:
+        thread = reader.table(data, "thread")
+        reader.only(thread, "thread", {"id"})
+        thread_column = reader.string(thread, "id", where="thread")
+    if customer is None and not thread_column:
         raise MappingError(
-            "give exactly one of email, external_id, customer_id (the column naming the customer)",
+            "give [customer] (customer events) or [thread] (thread events), or both",
             file=file,
             key="customer",
         )
-    customer_column = reader.string(customer, chosen[0], where="customer")
 
     timestamp = reader.table(data, "timestamp")
     reader.only(timestamp, "timestamp", {"column", "timezone"})
@@ -254,22 +320,30 @@ def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingS
             key="external_id",
         )
 
+    default_policy: Policy = "reject"
+    if "limits" in data:
+        limits = reader.table(data, "limits")
+        reader.only(limits, "limits", {"too_long"})
+        default_policy = reader.policy(limits, "too_long", where="limits")
+
     raw_components = data.get("components", [])
     if not isinstance(raw_components, list):
         raise MappingError(
             "must be an array of tables ([[components]])", file=file, key="components"
         )
-    components = tuple(_component(reader, i, c) for i, c in enumerate(raw_components))
+    components = tuple(
+        _component(reader, f"components[{i}]", c, default_policy, in_row=False)
+        for i, c in enumerate(raw_components)
+    )
 
     digest = hashlib.sha256(
         json.dumps(data, sort_keys=True, ensure_ascii=False, default=str).encode()
     ).hexdigest()[:16]
     return MappingSpec(
         file=file,
-        kind=EventKind.CUSTOMER,
         title=title,
-        customer_field=CUSTOMER_IDENTIFIERS[chosen[0]],
-        customer_column=customer_column,
+        customer=customer,
+        thread_column=thread_column,
         timestamp_column=timestamp_column,
         timezone=timezone,
         namespace=namespace,
@@ -277,6 +351,44 @@ def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingS
         id_template=id_template,
         components=components,
         hash=digest,
+    )
+
+
+def _customer(reader: _Reader, raw: Any) -> CustomerSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise MappingError("must be a table", file=reader.file, key="customer")
+    reader.only(raw, "customer", {*CUSTOMER_IDENTIFIERS, "identify_by", "full_name"})
+    columns = {k: reader.string(raw, k, where="customer") for k in CUSTOMER_IDENTIFIERS if k in raw}
+    if not columns:
+        raise MappingError(
+            "give the column naming the customer: email, external_id or customer_id",
+            file=reader.file,
+            key="customer",
+        )
+    by = reader.string(raw, "identify_by", where="customer", default="")
+    if not by:
+        if len(columns) > 1:
+            raise MappingError(
+                f"several identifier columns ({', '.join(columns)}): say which one identifies "
+                "the customer with identify_by",
+                file=reader.file,
+                key="customer.identify_by",
+            )
+        by = next(iter(columns))
+    if by not in columns:
+        raise MappingError(
+            f'identify_by = {by!r} names no column here (give {by} = "<column>")',
+            file=reader.file,
+            key="customer.identify_by",
+        )
+    return CustomerSpec(
+        identify_field=CUSTOMER_IDENTIFIERS[by],
+        identify_column=columns[by],
+        email_column=columns.get("email", ""),
+        external_id_column=columns.get("external_id", ""),
+        full_name_column=reader.string(raw, "full_name", where="customer", default=""),
     )
 
 
@@ -308,31 +420,64 @@ def _keys(reader: _Reader, ident: Mapping[str, Any]) -> tuple[KeyColumn, ...]:
     return tuple(keys)
 
 
-def _component(reader: _Reader, index: int, raw: Any) -> ComponentRule:
-    where = f"components[{index}]"
+def _component(
+    reader: _Reader, where: str, raw: Any, default_policy: Policy, *, in_row: bool
+) -> ComponentRule:
     if not isinstance(raw, dict):
         raise MappingError("must be a table", file=reader.file, key=where)
     type_name = reader.string(raw, "type", where=where)
     spec = COMPONENTS.get(type_name)
-    if spec is None:
+    allowed_types = [t for t in COMPONENTS if not (in_row and t == ROW)]
+    if spec is None or type_name not in allowed_types:
+        inside = " inside a row" if in_row and type_name == ROW else ""
         raise MappingError(
-            f"unknown component type {type_name!r}{_suggest(type_name, COMPONENTS)} "
-            f"(one of {', '.join(COMPONENTS)})",
+            f"unknown component type {type_name!r}{inside}{_suggest(type_name, allowed_types)} "
+            f"(one of {', '.join(allowed_types)})",
             file=reader.file,
             key=f"{where}.type",
         )
-    reader.only(raw, where, {"type", "when"} | {f.name for f in spec.fields})
-    values = []
-    for field in spec.fields:
-        if field.name not in raw:
-            if field.required:
+    when = reader.string(raw, "when", where=where, default="")
+    if type_name == ROW:
+        reader.only(raw, where, {"type", "when", "main", "aside", "too_long"})
+        policy = reader.policy(raw, "too_long", where=where, default=default_policy)
+        parts = {}
+        for side in ("main", "aside"):
+            items = raw.get(side, [])
+            if not isinstance(items, list) or (side == "main" and not items):
                 raise MappingError(
-                    f"a {type_name} component needs {field.name!r}",
+                    "a row needs main = a non-empty list of components"
+                    if side == "main"
+                    else "aside must be a list of components",
                     file=reader.file,
-                    key=f"{where}.{field.name}",
+                    key=f"{where}.{side}",
                 )
+            parts[side] = tuple(
+                _component(reader, f"{where}.{side}[{i}]", item, policy, in_row=True)
+                for i, item in enumerate(items)
+            )
+        return ComponentRule(ROW, where, (), when, (), parts["main"], parts["aside"])
+    fields = {f.name: f for f in spec.fields}
+    reader.only(raw, where, {"type", "when", "too_long", *fields})
+    for name, field in fields.items():
+        if field.required and name not in raw:
+            raise MappingError(
+                f"a {type_name} component needs {name!r}",
+                file=reader.file,
+                key=f"{where}.{name}",
+            )
+    for group in spec.one_of:
+        given = [name for name in group if name in raw]
+        if len(given) != 1:
+            raise MappingError(
+                f"a {type_name} component needs exactly one of {' or '.join(group)}",
+                file=reader.file,
+                key=f"{where}.{group[0]}",
+            )
+    values = []
+    for name, field in fields.items():
+        if name not in raw:
             continue
-        value = reader.string(raw, field.name, where=where)
+        value = reader.string(raw, name, where=where)
         if field.kind == "enum":
             allowed = plain_enums.ENUMS[field.enum]
             if value not in allowed:
@@ -340,11 +485,37 @@ def _component(reader: _Reader, index: int, raw: Any) -> ComponentRule:
                     f"{value!r} is not a {field.enum}{_suggest(value, allowed)} "
                     f"(one of {', '.join(sorted(allowed))})",
                     file=reader.file,
-                    key=f"{where}.{field.name}",
+                    key=f"{where}.{name}",
                 )
-        values.append((field.name, value))
-    when = reader.string(raw, "when", where=where, default="")
-    return ComponentRule(type=type_name, key=where, values=tuple(values), when=when)
+        values.append((name, value))
+    policies = _policies(reader, raw, where, fields, default_policy)
+    return ComponentRule(type_name, where, tuple(values), when, policies)
+
+
+def _policies(
+    reader: _Reader,
+    raw: Mapping[str, Any],
+    where: str,
+    fields: Mapping[str, FieldSpec],
+    default: Policy,
+) -> tuple[tuple[str, Policy], ...]:
+    """What to do with each limited field that is too long: `too_long = "truncate"` or per field."""
+    limited = [name for name, f in fields.items() if f.max_len is not None]
+    given = raw.get("too_long")
+    if given is None or isinstance(given, str):
+        policy = reader.policy(raw, "too_long", where=where, default=default)
+        return tuple((name, policy) for name in limited)
+    if not isinstance(given, dict):
+        raise MappingError(
+            'must be "reject", "truncate" or a table of them per field',
+            file=reader.file,
+            key=f"{where}.too_long",
+        )
+    reader.only(given, f"{where}.too_long", set(limited))
+    return tuple(
+        (name, reader.policy(given, name, where=f"{where}.too_long", default=default))
+        for name in limited
+    )
 
 
 def _suggest(word: str, choices: Sequence[str] | Mapping[str, Any] | frozenset[str]) -> str:
@@ -391,6 +562,18 @@ class _Reader:
         if not value.strip():
             raise MappingError("must not be empty", file=self.file, key=key)
         return value
+
+    def policy(
+        self, data: Mapping[str, Any], key: str, *, where: str, default: Policy = "reject"
+    ) -> Policy:
+        value = self.string(data, key, where=where, default=default)
+        if value == "reject":
+            return "reject"
+        if value == "truncate":
+            return "truncate"
+        raise MappingError(
+            f"{value!r} is not a policy (reject or truncate)", file=self.file, key=f"{where}.{key}"
+        )
 
 
 # --- templates -----------------------------------------------------------------------
@@ -493,18 +676,37 @@ def _delimiter_hint(columns: Sequence[str]) -> str:
     return ""
 
 
+def walk(rules: Sequence[ComponentRule]) -> Iterator[ComponentRule]:
+    """Every component rule, those inside rows included."""
+    for rule in rules:
+        yield rule
+        yield from walk(rule.main)
+        yield from walk(rule.aside)
+
+
 def referenced_columns(spec: MappingSpec) -> list[tuple[str, str]]:
     """Every (mapping key, column) pair the mapping reads."""
     env = environment()
-    refs: list[tuple[str, str]] = [
-        ("customer", spec.customer_column),
-        ("timestamp.column", spec.timestamp_column),
-    ]
+    refs: list[tuple[str, str]] = [("timestamp.column", spec.timestamp_column)]
+    customer = spec.customer
+    if customer is not None:
+        refs.append(("customer", customer.identify_column))
+        refs += [
+            (f"customer.{key}", column)
+            for key, column in (
+                ("email", customer.email_column),
+                ("external_id", customer.external_id_column),
+                ("full_name", customer.full_name_column),
+            )
+            if column
+        ]
+    if spec.thread_column:
+        refs.append(("thread.id", spec.thread_column))
     refs += [(f"external_id.key[{i}]", k.column) for i, k in enumerate(spec.keys)]
     templates = [("title", spec.title)]
     if spec.id_template:
         templates.append(("external_id.template", spec.id_template))
-    for rule in spec.components:
+    for rule in walk(spec.components):
         kinds = {f.name: f.kind for f in COMPONENTS[rule.type].fields}
         templates += [(f"{rule.key}.{n}", v) for n, v in rule.values if kinds[n] != "enum"]
         if rule.when:

@@ -38,7 +38,7 @@ from backfill.models import (
     Status,
     Workspace,
 )
-from backfill.plain import PERMISSIONS
+from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
 from backfill.planner import Decision, Planned, plan
 from backfill.readers import ReadProgress, read_chunks, read_header
 from backfill.reports import ResultsWriter, RunSummary, iso, write_summary
@@ -433,11 +433,15 @@ class _Job:
                 f"the API key writes to workspace {workspace.name!r} ({workspace.id}), not "
                 f"{expected} as --expect-workspace requires; nothing was sent"
             )
-        needed = PERMISSIONS[self.spec.kind]
-        if needed not in workspace.permissions:
+        needed = {PERMISSIONS[kind] for kind in self.spec.kinds}
+        if self.settings.upsert_customers:
+            needed |= set(UPSERT_PERMISSIONS)
+        missing = sorted(needed - workspace.permissions)
+        if missing:
             raise AuthError(
-                f"the API key lacks the permission {needed} in workspace {workspace.name!r} "
-                f"({workspace.id}); grant it to the key's machine user; nothing was sent"
+                f"the API key lacks the permission {', '.join(missing)} in workspace "
+                f"{workspace.name!r} ({workspace.id}); grant it to the key's machine user; "
+                "nothing was sent"
             )
 
     async def _run_tasks(self, queue: asyncio.Queue[Event | None]) -> None:

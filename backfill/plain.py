@@ -23,13 +23,30 @@ CREATE_CUSTOMER_EVENT: Final = (
     " createCustomerEvent(input: $input) {"
     " customerEvent { id customerId } " + _ERROR_FIELDS + " } }"
 )
+CREATE_THREAD_EVENT: Final = (
+    "mutation createThreadEvent($input: CreateThreadEventInput!) {"
+    " createThreadEvent(input: $input) {"
+    " threadEvent { id customerId } " + _ERROR_FIELDS + " } }"
+)
+UPSERT_CUSTOMER: Final = (
+    "mutation upsertCustomer($input: UpsertCustomerInput!) {"
+    " upsertCustomer(input: $input) { result customer { id } " + _ERROR_FIELDS + " } }"
+)
 PREFLIGHT: Final = "query preflight { myWorkspace { id name } myPermissions { permissions } }"
+
+#: Per event kind: the document, its operation and the output field of a created event.
+MUTATIONS: Final = {
+    EventKind.CUSTOMER: (CREATE_CUSTOMER_EVENT, "createCustomerEvent", "customerEvent"),
+    EventKind.THREAD: (CREATE_THREAD_EVENT, "createThreadEvent", "threadEvent"),
+}
 
 #: The permission each event kind needs.
 PERMISSIONS: Final = {
     EventKind.CUSTOMER: "customerEvent:create",
     EventKind.THREAD: "threadEvent:create",
 }
+#: The permissions `upsertCustomer` needs.
+UPSERT_PERMISSIONS: Final = ("customer:create", "customer:edit")
 
 AnswerKind = Literal[
     "delivered", "already_existed", "rejected", "transient", "rate_limited", "auth"
@@ -64,12 +81,48 @@ class Answer:
 
 
 def event_body(event: Event) -> dict[str, Any]:
-    """The JSON body that creates `event`."""
+    """The JSON body that creates `event` (a customer or a thread event)."""
+    document, operation, _ = MUTATIONS[event.kind]
     return {
-        "query": CREATE_CUSTOMER_EVENT,
+        "query": document,
         "variables": {"input": dict(event.input)},
-        "operationName": "createCustomerEvent",
+        "operationName": operation,
     }
+
+
+def classify_event(data: Mapping[str, Any], kind: EventKind) -> Answer:
+    """Classify the `data` of an event mutation's response."""
+    _, operation, output = MUTATIONS[kind]
+    return classify_mutation(data.get(operation), output_field=output)
+
+
+def upsert_body(customer: Mapping[str, Any]) -> dict[str, Any]:
+    """The JSON body that upserts one customer (`UpsertCustomerInput`)."""
+    return {
+        "query": UPSERT_CUSTOMER,
+        "variables": {"input": dict(customer)},
+        "operationName": "upsertCustomer",
+    }
+
+
+def classify_upsert(data: Mapping[str, Any]) -> Answer:
+    """Classify `upsertCustomer`'s output; a created or found customer is `delivered`."""
+    result = data.get("upsertCustomer")
+    if isinstance(result, dict) and not result.get("error"):
+        customer = result.get("customer")
+        if isinstance(customer, dict) and customer.get("id"):
+            return Answer(
+                "delivered",
+                code=str(result.get("result") or ""),
+                plain_customer_id=str(customer["id"]),
+            )
+    answer = classify_mutation(result, output_field="customer")
+    # "Already exists" means nothing for an upsert: any other error is the customer's.
+    return (
+        Answer("rejected", answer.code, answer.message)
+        if answer.kind == "already_existed"
+        else answer
+    )
 
 
 def preflight_body() -> dict[str, Any]:

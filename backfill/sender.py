@@ -150,9 +150,7 @@ class Sender:
             else:
                 result = plain.classify_http(status, headers, content)
                 answer = (
-                    plain.classify_mutation(result.get("createCustomerEvent"))
-                    if isinstance(result, dict)
-                    else result
+                    plain.classify_event(result, event.kind) if isinstance(result, dict) else result
                 )
             attempts.append(
                 Attempt(

@@ -43,8 +43,8 @@ def test_an_unknown_column_is_named_with_a_suggestion():
         pytest.param({"title": None}, "title", "is required", id="no-title"),
         pytest.param(
             {"customer": {"email": "a", "customer_id": "b"}},
-            "customer",
-            "exactly one",
+            "customer.identify_by",
+            "say which one identifies",
             id="two-customers",
         ),
         pytest.param(
@@ -92,7 +92,50 @@ def test_an_unknown_column_is_named_with_a_suggestion():
             "did you mean 'color'",
             id="typo-key",
         ),
-        pytest.param({"kind": "thread"}, "kind", "unsupported kind", id="thread-not-yet"),
+        pytest.param({"kind": "thread"}, "kind", "unknown key", id="unknown-top-key"),
+        pytest.param({"customer": None}, "customer", "give [customer]", id="no-target"),
+        pytest.param(
+            {"customer": {"email": "email", "identify_by": "customer_id"}},
+            "customer.identify_by",
+            "names no column",
+            id="identify-by-missing",
+        ),
+        pytest.param(
+            {"components": [{"type": "row", "main": []}]},
+            "components[0].main",
+            "non-empty list",
+            id="empty-row",
+        ),
+        pytest.param(
+            {"components": [{"type": "row", "main": [{"type": "row", "main": []}]}]},
+            "components[0].main[0].type",
+            "inside a row",
+            id="row-in-row",
+        ),
+        pytest.param(
+            {"components": [{"type": "workflow_button", "label": "x"}]},
+            "components[0].workflow_id",
+            "exactly one of workflow_id or workflow_key",
+            id="workflow-needs-one",
+        ),
+        pytest.param(
+            {"components": [{"type": "user", "email": "a", "user_id": "b"}]},
+            "components[0].user_id",
+            "exactly one of user_id or email",
+            id="user-needs-one",
+        ),
+        pytest.param(
+            {"components": [{"type": "text", "text": "x", "too_long": "cut"}]},
+            "components[0].too_long",
+            "not a policy",
+            id="bad-policy",
+        ),
+        pytest.param(
+            {"components": [{"type": "text", "text": "x", "too_long": {"txt": "truncate"}}]},
+            "components[0].too_long.txt",
+            "did you mean 'text'",
+            id="policy-typo",
+        ),
         pytest.param(
             {"components": [{"type": "text", "text": "{{ body "}]},
             "components[0].text",
