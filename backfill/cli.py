@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -11,7 +12,7 @@ import click
 
 from backfill import config, pipeline
 from backfill.errors import BackfillError
-from backfill.reports import render_summary
+from backfill.reports import render_summary, render_validation
 
 
 def _given(value: Any) -> Any:
@@ -56,6 +57,16 @@ def cli(verbose: int) -> None:
 @click.option(
     "--allow-id-change", is_flag=True, help="Resume a ledger written with another externalId rule."
 )
+@click.option(
+    "--upsert-customers",
+    is_flag=True,
+    help="Create each missing customer once, before its first event ([customer] email, full_name).",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Read, map and plan against the ledger; send nothing, write nothing to the ledger.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
 def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> None:
     """Send every row of SOURCES to Plain as an event; resumes from the ledger.
@@ -75,6 +86,68 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
         sys.exit(exc.exit_code)
     click.echo(render_summary(summary))
     sys.exit(summary.exit_code)
+
+
+@cli.command("validate")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@click.option("--results-dir", default="results", show_default=True, help="Where invalid.csv goes.")
+@click.option("--limit", type=int, help="Check only the first N rows.")
+def validate(sources: tuple[str, ...], mapping: str, results_dir: str, limit: int | None) -> None:
+    """Map every row offline, exactly as run would; exit 1 if any row is invalid.
+
+    No network and no ledger: the invalid rows go to invalid.csv with their reasons.
+    """
+    try:
+        summary = pipeline.validate(sources, mapping, results_dir=results_dir, limit=limit)
+    except BackfillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(render_validation(summary))
+    sys.exit(summary.exit_code)
+
+
+@cli.command("preview")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@click.option("-n", "count", default=5, show_default=True, help="How many rows from the start.")
+@click.option(
+    "--line", "lines", type=int, multiple=True, help="Show the row starting on this line."
+)
+@click.option("--upsert-customers", is_flag=True, help="Also show each customer upsert.")
+def preview(
+    sources: tuple[str, ...],
+    mapping: str,
+    count: int,
+    lines: tuple[int, ...],
+    upsert_customers: bool,
+) -> None:
+    """Print, as JSON, the exact GraphQL variables run would send for some rows."""
+    try:
+        shown = pipeline.preview(
+            sources, mapping, n=count, lines=lines, upsert_customers=upsert_customers
+        )
+    except BackfillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+
+
+@cli.command("init")
+@click.argument("source")
+@click.option("--output", "-o", default="mapping.toml", show_default=True, help="File to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(source: str, output: str, force: bool) -> None:
+    """Write a starter mapping from SOURCE's header and first rows."""
+    from backfill.starter import write_starter
+
+    try:
+        write_starter(source, output, force=force)
+    except BackfillError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    click.echo(f"wrote {output}: check the lines marked '# check:', then run")
+    click.echo(f"  backfill validate {source} --mapping {output}")
 
 
 @cli.command("fake-plain")

@@ -22,7 +22,7 @@ from typing import IO, Any, Final
 from backfill.errors import LedgerBusy, LedgerError
 from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _LOOKUP_BATCH: Final = 500
 
 #: Forward migrations: index i upgrades a ledger from version i to i + 1.
@@ -96,7 +96,30 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     );
     CREATE INDEX attempts_event ON attempts (external_id);
     """,
+    """
+    CREATE TABLE customers (
+        identifier TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        plain_customer_id TEXT,
+        result TEXT,
+        code TEXT,
+        message TEXT,
+        run_id TEXT NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer's upsert outcome: `delivered` (exists in Plain) or `rejected`."""
+
+    identifier: str
+    status: Status
+    plain_customer_id: str = ""
+    code: str = ""
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +136,7 @@ class RunRecord:
 class SqliteLedger:
     """A ledger in one SQLite file. Open it with `SqliteLedger.open(path)`."""
 
-    def __init__(self, path: str, conn: sqlite3.Connection, lock: IO[str]) -> None:
+    def __init__(self, path: str, conn: sqlite3.Connection, lock: IO[str] | None) -> None:
         self.path = path
         self._conn = conn
         self._lock = lock
@@ -136,21 +159,59 @@ class SqliteLedger:
             raise LedgerBusy(
                 f"the ledger {path} is in use by {holder}; wait for it to finish, or stop it"
             ) from None
+        return cls._connect(path, path, lock, writable=True)
+
+    @classmethod
+    def open_readonly(cls, path: str) -> SqliteLedger:
+        """Read a ledger without changing it (dry runs, validate).
+
+        A missing ledger reads as empty and is not created. While no run holds the
+        ledger it is opened immutable, so not even SQLite's shared-memory files appear
+        beside it.
+        """
+        if not Path(path).exists():
+            return cls.scratch(label=path)
+        mode = "mode=ro" if _held(path) else "immutable=1"
+        target = f"{Path(path).resolve().as_uri()}?{mode}"
+        return cls._connect(path, target, None, writable=False)
+
+    @classmethod
+    def scratch(cls, *, label: str = "scratch") -> SqliteLedger:
+        """An empty ledger in a private temporary file SQLite deletes on close.
+
+        On disk, not in memory, so the ids seen in a big source do not fill the RAM.
+        """
+        return cls._connect(label, "", None, writable=True)
+
+    @classmethod
+    def _connect(
+        cls, path: str, target: str, lock: IO[str] | None, *, writable: bool
+    ) -> SqliteLedger:
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = sqlite3.connect(
+                target,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=target.startswith("file:"),
+            )
+            if writable:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
             conn.execute(
                 "CREATE TEMP TABLE seen (external_id TEXT PRIMARY KEY, source TEXT, position TEXT)"
             )
             ledger = cls(path, conn, lock)
-            ledger._migrate()
+            if writable:
+                ledger._migrate()
+            elif ledger.schema_version > SCHEMA_VERSION:
+                raise LedgerError(f"{path} was written by a newer plain-backfill; upgrade it")
         except BaseException as exc:
             if conn is not None:
                 conn.close()
-            lock.close()
+            if lock is not None:
+                lock.close()
             if isinstance(exc, sqlite3.DatabaseError):
                 raise LedgerError(f"{path} is not a usable ledger: {exc}") from None
             raise
@@ -158,7 +219,8 @@ class SqliteLedger:
 
     def close(self) -> None:
         self._conn.close()
-        self._lock.close()
+        if self._lock is not None:
+            self._lock.close()
 
     def __enter__(self) -> SqliteLedger:
         return self
@@ -193,11 +255,11 @@ class SqliteLedger:
                 cur.execute("INSERT INTO schema_version VALUES (?)", (target + 1,))
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Cursor]:
+    def _transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Cursor]:
         """One atomic write; a database failure becomes a LedgerError naming the file."""
         try:
             cur = self._conn.cursor()
-            cur.execute("BEGIN IMMEDIATE")
+            cur.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
         try:
@@ -248,10 +310,11 @@ class SqliteLedger:
     ) -> None:
         """Record a new run and end any run a crash left `running`."""
         now = time.time()
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(f"run {run_id} (pid {os.getpid()})")
-        self._lock.flush()
+        if self._lock is not None:
+            self._lock.seek(0)
+            self._lock.truncate()
+            self._lock.write(f"run {run_id} (pid {os.getpid()})")
+            self._lock.flush()
         with self._transaction() as cur:
             cur.execute(
                 "UPDATE runs SET state = 'crashed', ended_at = COALESCE(heartbeat_at, started_at) "
@@ -337,7 +400,8 @@ class SqliteLedger:
                 repeated.setdefault(ext_id, first)
             else:
                 fresh[ext_id] = (source, position)
-        with self._transaction() as cur:
+        # Only the temp table changes: a deferred transaction works on a read-only ledger too.
+        with self._transaction(immediate=False) as cur:
             cur.executemany(
                 "INSERT INTO seen VALUES (?, ?, ?)", [(k, *v) for k, v in fresh.items()]
             )
@@ -460,6 +524,43 @@ class SqliteLedger:
                 ],
             )
 
+    def customers(self, identifiers: Iterable[str]) -> dict[str, CustomerRecord]:
+        """Upsert outcomes recorded for these customers (`emailAddress:ada@x.example`...)."""
+        wanted = list(dict.fromkeys(identifiers))
+        found: dict[str, CustomerRecord] = {}
+        for start in range(0, len(wanted), _LOOKUP_BATCH):
+            batch = wanted[start : start + _LOOKUP_BATCH]
+            marks = ",".join("?" * len(batch))
+            for row in self._execute(
+                "SELECT identifier, status, COALESCE(plain_customer_id, ''), COALESCE(code, ''),"
+                f" COALESCE(message, '') FROM customers WHERE identifier IN ({marks})",
+                batch,
+            ):
+                found[row[0]] = CustomerRecord(row[0], Status(row[1]), *row[2:])
+        return found
+
+    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
+        """Record one customer's upsert outcome (one row per customer, the latest wins)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO customers (identifier, status, plain_customer_id, result, code,"
+                " message, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (identifier) DO UPDATE SET status = excluded.status,"
+                " plain_customer_id = excluded.plain_customer_id, result = excluded.result,"
+                " code = excluded.code, message = excluded.message, run_id = excluded.run_id,"
+                " updated_at = excluded.updated_at",
+                (
+                    record.identifier,
+                    str(record.status),
+                    record.plain_customer_id or None,
+                    result or None,
+                    record.code or None,
+                    record.message or None,
+                    run_id,
+                    time.time(),
+                ),
+            )
+
     def release(self, events: Sequence[Event]) -> None:
         """Drop this run's claim on events it will not send after all (the run stopped)."""
         with self._transaction() as cur:
@@ -486,6 +587,20 @@ class SqliteLedger:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only access for reports and tests."""
         return list(self._execute(sql, params))
+
+
+def _held(path: str) -> bool:
+    """Whether a live run holds the ledger at `path` (its lock file is locked)."""
+    try:
+        with open(f"{path}.lock", encoding="utf-8") as lock:
+            try:
+                fcntl.flock(lock.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
 
 
 def _statements(script: str) -> list[str]:

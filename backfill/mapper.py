@@ -206,12 +206,17 @@ class _Build:
         components = [c for c in (self.component(c) for c in self.mapper.components) if c]
         thread_id = values[spec.thread_column].strip() if spec.thread_column else ""
         payload: dict[str, Any]
+        customer_key, upsert, upsert_problem = "", None, ""
         if thread_id:
             kind = EventKind.THREAD
             payload = {"threadId": thread_id}
         else:
             kind = EventKind.CUSTOMER
-            payload = {"customerIdentifier": self.customer()}
+            identifier = self.customer()
+            payload = {"customerIdentifier": identifier}
+            ((field, value),) = identifier.items()
+            customer_key = f"{field}:{value}"
+            upsert, upsert_problem = self.upsert(identifier)
         payload |= {
             "externalId": ext_id,
             "title": title,
@@ -228,7 +233,34 @@ class _Build:
             position=self.row.position,
             timestamp=timestamp,
             note=note,
+            customer=customer_key,
+            upsert=upsert,
+            upsert_problem=upsert_problem,
         )
+
+    def upsert(self, identifier: dict[str, str]) -> tuple[dict[str, Any] | None, str]:
+        """The `UpsertCustomerInput` that creates this row's customer if it is missing.
+
+        Existing customers are left as they are (`onUpdate` is empty): a backfill adds
+        history, it does not rewrite people.
+        """
+        customer = self.mapper.spec.customer
+        if customer is None or not (customer.email_column and customer.full_name_column):
+            return None, "the mapping's [customer] needs email and full_name columns to upsert"
+        values = self.row.values
+        email = values[customer.email_column].strip()
+        name = values[customer.full_name_column].strip()
+        if not email or "@" not in email:
+            return None, f"no usable email in column {customer.email_column!r}"
+        if not name:
+            return None, f"the full name column {customer.full_name_column!r} is empty"
+        on_create: dict[str, Any] = {
+            "fullName": name,
+            "email": {"email": email, "isVerified": False},
+        }
+        if customer.external_id_column and values[customer.external_id_column].strip():
+            on_create["externalId"] = values[customer.external_id_column].strip()
+        return {"identifier": identifier, "onCreate": on_create, "onUpdate": {}}, ""
 
     def customer(self) -> dict[str, str]:
         spec = self.mapper.spec
@@ -367,6 +399,7 @@ def _only(columns: frozenset[str]) -> str:
 
 
 def _context(values: Mapping[str, str]) -> dict[str, Any]:
-    ctx: dict[str, Any] = {"row": values}
-    ctx.update(values)
+    # `row` last: it is always the whole row, even in a source with a column named "row".
+    ctx: dict[str, Any] = dict(values)
+    ctx["row"] = values
     return ctx

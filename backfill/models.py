@@ -69,6 +69,11 @@ class Event:
     position: str
     timestamp: str
     note: str = ""
+    #: The customer as `<identifier field>:<value>` (customer events only).
+    customer: str = ""
+    #: The `UpsertCustomerInput` for `--upsert-customers`, or why there is none.
+    upsert: Mapping[str, Any] | None = None
+    upsert_problem: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,18 +12,26 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
-from backfill.config import Settings, default_ledger
-from backfill.errors import AuthError, BackfillError, ConfigError, LedgerError, Transient
+from backfill import plain
+from backfill.config import DEFAULT_RESULTS_DIR, Settings, default_ledger
+from backfill.errors import (
+    AuthError,
+    BackfillError,
+    ConfigError,
+    LedgerError,
+    MappingError,
+    Transient,
+)
 from backfill.ids import ID_FORMAT_VERSION
-from backfill.ledger import SqliteLedger
+from backfill.ledger import CustomerRecord, SqliteLedger
 from backfill.mapper import Mapper, compile_mapper, event_id, map_row
 from backfill.mapping import MappingSpec, check_columns, load_mapping
 from backfill.models import (
@@ -41,7 +49,7 @@ from backfill.models import (
 from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
 from backfill.planner import Decision, Planned, plan
 from backfill.readers import ReadProgress, read_chunks, read_header
-from backfill.reports import ResultsWriter, RunSummary, iso, write_summary
+from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
 from backfill.sender import Sender, SendOptions
 
 log = logging.getLogger(__name__)
@@ -55,6 +63,8 @@ EXIT_SIGNALS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How long in-flight requests may finish after a stop signal before they are left `in_flight`.
 STOP_GRACE_S: Final = 10.0
 HEARTBEAT_S: Final = 10.0
+#: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
+CUSTOMER_CACHE: Final = 100_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,33 +126,40 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
-    spec = load_mapping(settings.mapping)
-    mapper = compile_mapper(spec)
-    if not settings.sources:
-        raise ConfigError("give at least one source file")
-    for source in settings.sources:
-        check_columns(spec, read_header(source), source=source)
-    if not settings.api_key:
+    spec, mapper = _prepare(settings.sources, settings.mapping)
+    dry_run = settings.dry_run
+    if not settings.api_key and not dry_run:
         raise ConfigError("set PLAIN_API_KEY to the API key of the workspace to write to")
+    if settings.upsert_customers:
+        _check_upsert(spec)
     ledger_path = settings.ledger or default_ledger(settings.mapping)
-    ledger = SqliteLedger.open(ledger_path)
+    # A dry run reads the ledger as it is and never creates or changes it.
+    ledger = SqliteLedger.open_readonly(ledger_path) if dry_run else SqliteLedger.open(ledger_path)
     try:
-        _check_id_rule(ledger, spec, allow_change=settings.allow_id_change)
+        _check_id_rule(ledger, spec, allow_change=settings.allow_id_change, record=not dry_run)
         run_id = new_run_id()
-        folder = Path(settings.results_dir) / run_id
+        folder = Path(settings.results_dir) / (f"{run_id}-dry-run" if dry_run else run_id)
         say = notice or (lambda text: log.info("%s", text))
         job = _Job(settings, spec, mapper, ledger, run_id, folder, say, progress, transport)
-        ledger.start_run(
-            run_id,
-            options=settings.public(),
-            mapping_hash=spec.hash,
-            id_rule=spec.id_rule,
-            id_format_version=ID_FORMAT_VERSION,
-        )
-        say(f"run {run_id}: ledger {ledger_path}, results {folder}")
+        if not dry_run:
+            ledger.start_run(
+                run_id,
+                options=settings.public(),
+                mapping_hash=spec.hash,
+                id_rule=spec.id_rule,
+                id_format_version=ID_FORMAT_VERSION,
+            )
+        what = "dry run (nothing is sent or recorded)" if dry_run else "run"
+        say(f"{what} {run_id}: ledger {ledger_path}, results {folder}")
         return await job.execute(handle_signals=handle_signals)
     finally:
         ledger.close()
+
+
+def _customer_refused(code: str, message: str) -> Outcome:
+    return Outcome(
+        Status.REJECTED, attempts=0, code=code, message=f"the customer upsert failed: {message}"
+    )
 
 
 def new_run_id() -> str:
@@ -150,7 +167,20 @@ def new_run_id() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
 
-def _check_id_rule(ledger: SqliteLedger, spec: MappingSpec, *, allow_change: bool) -> None:
+def _check_upsert(spec: MappingSpec) -> None:
+    customer = spec.customer
+    if customer is None or not customer.email_column or not customer.full_name_column:
+        raise MappingError(
+            "--upsert-customers needs the customer's email and full name: give "
+            'email = "<column>" and full_name = "<column>" in [customer]',
+            file=spec.file,
+            key="customer",
+        )
+
+
+def _check_id_rule(
+    ledger: SqliteLedger, spec: MappingSpec, *, allow_change: bool, record: bool = True
+) -> None:
     rule = f"{ID_FORMAT_VERSION}:{spec.id_rule}"
     known = ledger.meta("id_rule")
     if known is not None and known != rule and not allow_change:
@@ -160,7 +190,7 @@ def _check_id_rule(ledger: SqliteLedger, spec: MappingSpec, *, allow_change: boo
             "Plain for rows already delivered. Pass --allow-id-change if that is intended, "
             "or --ledger with another file if this is another job."
         )
-    if known != rule:
+    if known != rule and record:
         ledger.set_meta("id_rule", rule)
 
 
@@ -211,8 +241,14 @@ class _Job:
         self.workspace: Workspace | None = None
         self.sender: Sender | None = None
         self._preflight_lock = asyncio.Lock()
-        self.results = ResultsWriter(folder)
+        self.results = ResultsWriter(folder, dry_run=settings.dry_run)
         self.read_progress = ReadProgress()
+        #: Customers whose events Plain refused with not_found (for the summary).
+        self.unknown_customers: set[str] = set()
+        self.customers_upserted = 0
+        #: Dry runs: what the ledger holds for events it would send again.
+        self._ledger_status: dict[str, str] = {}
+        self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -248,6 +284,11 @@ class _Job:
                 if self.stop.is_set:
                     break
                 events = self._plan_chunk(chunk)
+                if self.settings.dry_run:
+                    for event in events:
+                        self._would_send(event)
+                    self._report_progress()
+                    continue
                 for n, event in enumerate(events):
                     if self.stop.is_set:
                         self._unsent(event)
@@ -264,15 +305,14 @@ class _Job:
         except Exception as exc:
             log.exception("unexpected error while reading and planning")
             self.stop.set(f"internal error: {type(exc).__name__}: {exc}", EXIT_USAGE)
-        for _ in range(self.settings.concurrency):
-            await queue.put(None)
+        if not self.settings.dry_run:
+            for _ in range(self.settings.concurrency):
+                await queue.put(None)
 
     def _plan_chunk(self, chunk: list[SourceRow]) -> list[Event]:
+        """Plan a chunk: record and report what is not sent; return the events to send."""
         self.counts.rows_read += len(chunk)
-        pairs: list[tuple[SourceRow, str | RowProblem]] = [
-            (row, event_id(self.mapper, row) if row.problem is None else row.problem)
-            for row in chunk
-        ]
+        pairs = [(row, _id_or_problem(self.mapper, row)) for row in chunk]
         ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
         first_seen = self.ledger.first_seen(ids)
         entries = self.ledger.lookup(i for i, _, _ in ids)
@@ -283,6 +323,8 @@ class _Job:
                 mapped = map_row(self.mapper, item.row, item.external_id)
                 if isinstance(mapped, Event):
                     events.append(mapped)
+                    if item.entry is not None and self.settings.dry_run:
+                        self._ledger_status[mapped.external_id] = str(item.entry.status)
                     continue
                 issues.append((mapped, Status.INVALID))
             elif item.decision in (Decision.INVALID, Decision.DUPLICATE):
@@ -300,7 +342,8 @@ class _Job:
                 )
             else:
                 self._settled_earlier(item)
-        self.ledger.record_issues(self.run_id, issues)
+        if not self.settings.dry_run:
+            self.ledger.record_issues(self.run_id, issues)
         for issue, status in issues:
             self._write(
                 ResultRow(
@@ -367,6 +410,7 @@ class _Job:
                 self._unsent(event)
                 return
             assert self.sender is not None
+            refused = await self._customer_ready(event)
             self.ledger.mark_in_flight(
                 self.run_id,
                 [event],
@@ -374,12 +418,18 @@ class _Job:
                 claim_s=self.settings.timeout_s * 4,
             )
             state = "in_flight"
-            sent = await self.sender.send(event)
-            if sent.stop is not None:
-                self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
-            self.ledger.record_outcomes(self.run_id, [(event, sent.outcome)], sent.attempts)
+            if refused is not None:
+                outcome, attempts = refused, []
+            else:
+                sent = await self.sender.send(event)
+                if sent.stop is not None:
+                    self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
+                outcome, attempts = sent.outcome, sent.attempts
+            self.ledger.record_outcomes(self.run_id, [(event, outcome)], attempts)
             state = "recorded"
-            self._write_event(event, sent.outcome)
+            if outcome.status == Status.REJECTED and outcome.code == "not_found" and event.customer:
+                self.unknown_customers.add(event.customer)
+            self._write_event(event, outcome)
             self._report_progress()
         except BaseException:
             # Whatever stopped us (cancellation at the end of a stop, a ledger error),
@@ -390,6 +440,75 @@ class _Job:
                 note = "the run stopped before Plain's answer was recorded; sent again next run"
                 self._write_event(event, Outcome(Status.IN_FLIGHT, attempts=1), note=note)
             raise
+
+    async def _customer_ready(self, event: Event) -> Outcome | None:
+        """With --upsert-customers: upsert the event's customer once per run and ledger.
+
+        Returns None when the event may be sent, or the outcome to give it instead
+        (`rejected` when the upsert failed, `retryable` when Plain did not answer).
+        Concurrent events of one customer wait for the one upsert.
+        """
+        if not self.settings.upsert_customers or not event.customer:
+            return None
+        pending = self._customers.get(event.customer)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
+        if len(self._customers) >= CUSTOMER_CACHE:
+            # Finished upserts only; the ledger remembers the rest.
+            self._customers = {k: f for k, f in self._customers.items() if not f.done()}
+        self._customers[event.customer] = future
+        try:
+            result = await self._upsert(event)
+        except asyncio.CancelledError:
+            del self._customers[event.customer]
+            future.cancel()
+            raise
+        except BaseException as exc:
+            del self._customers[event.customer]
+            future.set_exception(exc)
+            future.exception()  # retrieved here: waiters re-raise it themselves
+            raise
+        future.set_result(result)
+        return result
+
+    async def _upsert(self, event: Event) -> Outcome | None:
+        known = self.ledger.customers([event.customer]).get(event.customer)
+        if known is not None and known.status == Status.DELIVERED:
+            return None
+        if known is not None and known.status == Status.REJECTED:
+            return _customer_refused(known.code, known.message)
+        if event.upsert is None:
+            record = CustomerRecord(
+                event.customer,
+                Status.REJECTED,
+                code="upsert_impossible",
+                message=event.upsert_problem,
+            )
+            self.ledger.record_customer(self.run_id, record)
+            return _customer_refused(record.code, record.message)
+        assert self.sender is not None
+        sent = await self.sender.upsert(event.customer, event.upsert)
+        if sent.stop is not None:
+            self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
+        outcome = sent.outcome
+        record = CustomerRecord(
+            event.customer, outcome.status, outcome.plain_customer_id, outcome.code, outcome.message
+        )
+        if outcome.status == Status.DELIVERED:
+            self.customers_upserted += 1
+            self.ledger.record_customer(self.run_id, record, result=outcome.code)
+            return None
+        if outcome.status == Status.REJECTED:
+            self.ledger.record_customer(self.run_id, record)
+            return _customer_refused(outcome.code, outcome.message)
+        # Plain did not answer: the customer and its events are tried again next run.
+        return Outcome(
+            Status.RETRYABLE,
+            attempts=0,
+            code=outcome.code,
+            message=f"the customer upsert got no answer: {outcome.message}",
+        )
 
     async def _preflight(self) -> bool:
         """Check the key once, before the first event; False when the run must stop."""
@@ -446,9 +565,10 @@ class _Job:
 
     async def _run_tasks(self, queue: asyncio.Queue[Event | None]) -> None:
         tasks = [asyncio.create_task(self._produce(queue))]
-        tasks += [
-            asyncio.create_task(self._worker(queue)) for _ in range(self.settings.concurrency)
-        ]
+        if not self.settings.dry_run:
+            tasks += [
+                asyncio.create_task(self._worker(queue)) for _ in range(self.settings.concurrency)
+            ]
         stopper = asyncio.create_task(self.stop.event.wait())
         try:
             await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -478,11 +598,16 @@ class _Job:
         self.stop.set(f"interrupted by {signum.name}", EXIT_SIGNALS[signum])
 
     async def _heartbeat(self) -> None:
-        while True:
+        while not self.settings.dry_run:
             await asyncio.sleep(HEARTBEAT_S)
             self.ledger.heartbeat(self.run_id)
 
     # --- results -------------------------------------------------------------------
+
+    def _would_send(self, event: Event) -> None:
+        status = self._ledger_status.pop(event.external_id, "new")
+        self.counts.add("would_send")
+        self.results.write_would_send(event, ledger_status=status)
 
     def _unsent(self, event: Event) -> None:
         note = "not sent: the run stopped; it is sent next run"
@@ -549,6 +674,8 @@ class _Job:
             exit_code, state = EXIT_FAILED_ROWS, "finished with failures"
         else:
             exit_code, state = EXIT_OK, "finished"
+        if self.settings.dry_run:
+            state = f"dry run {state}"
         sent_ok = by.get(Status.DELIVERED) + by.get(Status.ALREADY_EXISTED) - by.skipped_done
         workspace = self.workspace
         summary = RunSummary(
@@ -568,13 +695,165 @@ class _Job:
             workspace_id=workspace.id if workspace else "",
             workspace_name=workspace.name if workspace else "",
             message=self.stop.reason,
+            unknown_customers=len(self.unknown_customers),
+            customers_upserted=self.customers_upserted,
+            dry_run=self.settings.dry_run,
         )
-        self.ledger.end_run(
-            self.run_id,
-            state=state,
-            exit_code=exit_code,
-            counts=summary.counts,
-            workspace_id=summary.workspace_id,
-        )
+        if not self.settings.dry_run:
+            self.ledger.end_run(
+                self.run_id,
+                state=state,
+                exit_code=exit_code,
+                counts=summary.counts,
+                workspace_id=summary.workspace_id,
+            )
         write_summary(summary, self.folder)
         return summary
+
+
+# --- offline: validate and preview -------------------------------------------------------
+
+#: How many example reasons `validate` keeps per kind of problem.
+EXAMPLES_PER_CODE: Final = 3
+
+
+def validate(
+    sources: Sequence[str],
+    mapping: str,
+    *,
+    results_dir: str = DEFAULT_RESULTS_DIR,
+    limit: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ValidateSummary:
+    """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
+
+    No network, no ledger: duplicates are found through a scratch database.
+
+    >>> summary = validate(["data/sample_activity.csv"], "data/mapping.toml")  # doctest: +SKIP
+    >>> summary.invalid
+    0
+    """
+    spec, mapper = _prepare(sources, mapping)
+    check_id = "validate-" + new_run_id()
+    folder = Path(results_dir) / check_id
+    results = ResultsWriter(folder)
+    by_code: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    rows = valid = invalid = duplicates = 0
+    # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
+    with SqliteLedger.scratch() as scratch:
+        for chunk in read_chunks(sources, limit=limit):
+            rows += len(chunk)
+            pairs = [(row, _id_or_problem(mapper, row)) for row in chunk]
+            first_seen = scratch.first_seen(
+                [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
+            )
+            for item in plan(pairs, {}, first_seen):
+                if item.decision == Decision.DUPLICATE:
+                    duplicates += 1
+                    continue
+                mapped = (
+                    map_row(mapper, item.row, item.external_id)
+                    if item.decision == Decision.SEND
+                    else Invalid(
+                        item.row.source, item.row.position, item.problem or RowProblem("", "")
+                    )
+                )
+                if isinstance(mapped, Event):
+                    valid += 1
+                    continue
+                invalid += 1
+                problem = mapped.problem
+                by_code[problem.code] = by_code.get(problem.code, 0) + 1
+                seen = examples.setdefault(problem.code, [])
+                if len(seen) < EXAMPLES_PER_CODE:
+                    where = f"{mapped.source}:{mapped.position}"
+                    column = f" [{problem.column}]" if problem.column else ""
+                    seen.append(f"{where}{column} {problem.message}")
+                results.write(
+                    ResultRow(
+                        run_id=check_id,
+                        external_id=mapped.external_id,
+                        status=str(Status.INVALID),
+                        source=mapped.source,
+                        position=mapped.position,
+                        column=problem.column,
+                        code=problem.code,
+                        message=problem.message,
+                    )
+                )
+            if progress is not None:
+                progress(rows)
+    results.close()
+    invalid_csv = folder / "invalid.csv"
+    (folder / "failed.csv").replace(invalid_csv)
+    (folder / "results.csv").unlink()
+    return ValidateSummary(rows, valid, invalid, duplicates, by_code, examples, str(invalid_csv))
+
+
+def preview(
+    sources: Sequence[str],
+    mapping: str,
+    *,
+    n: int = 5,
+    lines: Sequence[int] = (),
+    upsert_customers: bool = False,
+) -> list[dict[str, Any]]:
+    """The exact GraphQL variables `run` would send for the first `n` rows, or given lines.
+
+    Offline: no network, no ledger.
+    """
+    _, mapper = _prepare(sources, mapping)
+    wanted = {str(line) for line in lines}
+    shown: list[dict[str, Any]] = []
+    for chunk in read_chunks(sources):
+        for row in chunk:
+            if wanted and row.position not in wanted:
+                continue
+            shown.append(_preview_row(mapper, row, upsert_customers=upsert_customers))
+            if (not wanted and len(shown) >= n) or (wanted and len(shown) >= len(wanted)):
+                return shown
+    return shown
+
+
+def _preview_row(mapper: Mapper, row: SourceRow, *, upsert_customers: bool) -> dict[str, Any]:
+    where: dict[str, Any] = {"source": row.source, "line": row.position}
+    ident = _id_or_problem(mapper, row)
+    mapped = (
+        map_row(mapper, row, ident)
+        if isinstance(ident, str)
+        else Invalid(row.source, row.position, ident)
+    )
+    if isinstance(mapped, Invalid):
+        problem = mapped.problem
+        return where | {
+            "invalid": {"code": problem.code, "column": problem.column, "message": problem.message}
+        }
+    shown = where | {
+        "external_id": mapped.external_id,
+        "operation": plain.MUTATIONS[mapped.kind][1],
+        "variables": {"input": mapped.input},
+    }
+    if mapped.note:
+        shown["note"] = mapped.note
+    if upsert_customers and mapped.customer:
+        shown["upsertCustomer"] = (
+            {"variables": {"input": mapped.upsert}}
+            if mapped.upsert is not None
+            else {"impossible": mapped.upsert_problem}
+        )
+    return shown
+
+
+def _prepare(sources: Sequence[str], mapping: str) -> tuple[MappingSpec, Mapper]:
+    spec = load_mapping(mapping)
+    mapper = compile_mapper(spec)
+    if not sources:
+        raise ConfigError("give at least one source file")
+    for source in sources:
+        check_columns(spec, read_header(source), source=source)
+    return spec, mapper
+
+
+def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:
+    return event_id(mapper, row) if row.problem is None else row.problem

@@ -11,15 +11,26 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any, Final
 
 from backfill.errors import ConfigError
-from backfill.models import FAILED, RESULT_COLUMNS, ResultRow
+from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow
 
 FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
+#: would_send.csv (dry runs): what a real run would send, and what the ledger holds now.
+WOULD_SEND_COLUMNS: Final = (
+    "external_id",
+    "kind",
+    "ledger_status",
+    "source",
+    "position",
+    "event_timestamp",
+    "note",
+    "variables",
+)
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -42,22 +53,41 @@ def iso(epoch: float) -> str:
 class ResultsWriter:
     """Streams results.csv and failed.csv into a run's folder as rows are settled."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, dry_run: bool = False) -> None:
         self.folder = folder
+        self._would_send: tuple[IO[str], Any] | None = None
         try:
             folder.mkdir(parents=True, exist_ok=True)
             self._results, self._results_csv = self._open("results.csv")
             self._failed, self._failed_csv = self._open("failed.csv")
+            if dry_run:
+                self._would_send = self._open("would_send.csv", WOULD_SEND_COLUMNS)
         except OSError as exc:
             raise ConfigError(
                 f"cannot write results to {folder}: {exc.strerror}; choose --results-dir"
             ) from None
 
-    def _open(self, name: str) -> tuple[IO[str], Any]:
+    def _open(self, name: str, columns: tuple[str, ...] = RESULT_COLUMNS) -> tuple[IO[str], Any]:
         fh = open(self.folder / name, "w", encoding="utf-8", newline="")  # noqa: SIM115
         writer = csv.writer(fh)
-        writer.writerow(RESULT_COLUMNS)
+        writer.writerow(columns)
         return fh, writer
+
+    def write_would_send(self, event: Event, *, ledger_status: str) -> None:
+        """A dry run's row that a real run would send, with the exact variables."""
+        assert self._would_send is not None, "not a dry run"
+        self._would_send[1].writerow(
+            [
+                event.external_id,
+                str(event.kind),
+                ledger_status,
+                neutralise(event.source),
+                event.position,
+                event.timestamp,
+                neutralise(event.note),
+                json.dumps({"input": event.input}, ensure_ascii=False, sort_keys=True),
+            ]
+        )
 
     def write(self, row: ResultRow) -> None:
         cells = [
@@ -75,6 +105,8 @@ class ResultsWriter:
     def close(self) -> None:
         self._results.close()
         self._failed.close()
+        if self._would_send is not None:
+            self._would_send[0].close()
 
 
 def _values(row: ResultRow) -> tuple[Any, ...]:
@@ -101,10 +133,29 @@ class RunSummary:
     workspace_id: str = ""
     workspace_name: str = ""
     message: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    unknown_customers: int = 0
+    customers_upserted: int = 0
+    dry_run: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ValidateSummary:
+    """What `validate` found: counts, reasons grouped by code, and where invalid.csv is."""
+
+    rows_read: int
+    valid: int
+    invalid: int
+    duplicates: int
+    by_code: Mapping[str, int]
+    examples: Mapping[str, list[str]]
+    invalid_csv: str
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.invalid else 0
 
 
 def write_summary(summary: RunSummary, folder: Path) -> None:
@@ -130,10 +181,37 @@ def render_summary(summary: RunSummary) -> str:
             f"  {summary.changed_payloads} delivered rows would now send a different payload "
             "(the mapping changed; they are not sent again)"
         )
+    if summary.unknown_customers:
+        lines.append(
+            f"  {summary.unknown_customers} distinct customers are unknown to Plain (their events "
+            "are rejected with not_found; --upsert-customers creates them)"
+        )
+    if summary.customers_upserted:
+        lines.append(f"  customers upserted {summary.customers_upserted}")
     lines.append(f"  requests           {summary.requests} ({summary.rate_limited} rate-limited)")
     lines.append(
         f"  elapsed            {summary.elapsed_s:.1f}s, {summary.events_per_s:.1f} events/s"
     )
     lines.append(f"  results            {summary.results_dir}")
     lines.append(f"  ledger             {summary.ledger}")
+    return "\n".join(lines)
+
+
+def render_validation(summary: ValidateSummary) -> str:
+    """The summary `backfill validate` prints: counts, then reasons grouped by kind."""
+    lines = [
+        f"rows read          {summary.rows_read}",
+        f"valid              {summary.valid}",
+        f"invalid            {summary.invalid}",
+    ]
+    if summary.duplicates:
+        lines.append(
+            f"repeated ids       {summary.duplicates} (rows with the externalId of an earlier "
+            "row: a run reports them as duplicate_in_source)"
+        )
+    for code, count in sorted(summary.by_code.items(), key=lambda item: -item[1]):
+        lines.append(f"  {code}: {count}")
+        lines += [f"    {example}" for example in summary.examples.get(code, [])]
+    if summary.invalid:
+        lines.append(f"invalid rows       {summary.invalid_csv}")
     return "\n".join(lines)

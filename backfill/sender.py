@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -135,10 +135,24 @@ class Sender:
 
     async def send(self, event: Event) -> Sent:
         """Send one event until it has a final outcome (or Plain refuses the key)."""
+        return await self._until_final(
+            plain.event_body(event),
+            lambda data: plain.classify_event(data, event.kind),
+            label=event.external_id,
+        )
+
+    async def upsert(self, customer: str, upsert: Mapping[str, Any]) -> Sent:
+        """Upsert one customer (`customer` is its `field:value` key, for logs and attempts)."""
+        return await self._until_final(
+            plain.upsert_body(upsert), plain.classify_upsert, label=customer
+        )
+
+    async def _until_final(
+        self, body: Mapping[str, Any], classify: Callable[[dict[str, Any]], Answer], *, label: str
+    ) -> Sent:
         attempts: list[Attempt] = []
         failures = 0
         waits = 0
-        body = plain.event_body(event)
         while True:
             await self._pace()
             sent = time.time()
@@ -149,12 +163,10 @@ class Sender:
                 answer = Answer("transient", exc.code, str(exc))
             else:
                 result = plain.classify_http(status, headers, content)
-                answer = (
-                    plain.classify_event(result, event.kind) if isinstance(result, dict) else result
-                )
+                answer = classify(result) if isinstance(result, dict) else result
             attempts.append(
                 Attempt(
-                    event.external_id,
+                    label,
                     len(attempts) + 1,
                     answer.kind,
                     sent,
@@ -170,7 +182,7 @@ class Sender:
             if answer.kind == "auth":
                 # Not the event's fault: it stays retryable and the run stops.
                 error = AuthError(
-                    f"Plain refused the request for {event.external_id} ({answer.code}: "
+                    f"Plain refused the request for {label} ({answer.code}: "
                     f"{answer.message}); stopping: every further request would fail the same way",
                     code=answer.code,
                 )
@@ -186,13 +198,7 @@ class Sender:
             if failures > self.options.max_retries:
                 return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts)
             delay = self.options.backoff.delay(failures, self._rand)
-            log.info(
-                "retrying %s in %.1fs after %s (%s)",
-                event.external_id,
-                delay,
-                answer.code,
-                failures,
-            )
+            log.info("retrying %s in %.1fs after %s (%s)", label, delay, answer.code, failures)
             await self._clock.sleep(delay)
 
     def _hold(self, wait_s: float) -> None:

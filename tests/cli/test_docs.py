@@ -74,3 +74,25 @@ def test_help_and_argument_errors():
     assert missing.exit_code == 2 and "--mapping" in missing.output
     bad_rate = runner.invoke(cli, ["run", "x.csv", "-m", "m.toml", "--rate", "fast"], env={})
     assert bad_rate.exit_code == 2 and "not a rate" in bad_rate.output
+
+
+def test_the_validate_example_in_readme_is_real(tmp_path):
+    import subprocess
+    import sys
+
+    block = README.split(
+        "$ backfill validate data/broken_activity.csv --mapping data/mapping.toml\n"
+    )[1]
+    expected = block.split("```")[0].strip().splitlines()
+    result = subprocess.run(
+        [sys.executable, "-m", "backfill", "validate", "data/broken_activity.csv"]
+        + ["--mapping", "data/mapping.toml", "--results-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    got = result.stdout.strip().splitlines()
+    assert got[:-1] == expected[:-1]
+    assert got[-1].startswith("invalid rows       ") and got[-1].endswith("/invalid.csv")
