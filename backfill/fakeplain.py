@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import signal
 import socket
 import sys
@@ -91,6 +92,7 @@ _COPY_VALUE_LIMIT: Final = 1_000
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _DOCUMENT_CACHE_SIZE: Final = 512
 _VALIDATION_MESSAGE: Final = "There was a validation error."
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DUPLICATE_MESSAGE: Final = "An event with this external ID already exists."
 
 
@@ -602,8 +604,11 @@ class _Backend:
         on_create = upsert["onCreate"]
         if not on_create["fullName"].strip():
             field_errors.append(_field_error("onCreate.fullName", "Required.", "REQUIRED"))
-        if not on_create["email"]["email"].strip():
+        email = on_create["email"]["email"].strip()
+        if not email:
             field_errors.append(_field_error("onCreate.email.email", "Required.", "REQUIRED"))
+        elif not _EMAIL.match(email):
+            field_errors.append(_field_error("onCreate.email.email", "Must be a valid email."))
         if field_errors or kind is None:
             return {"result": None, "customer": None, "error": _validation_error(field_errors)}
         value = upsert["identifier"][kind]

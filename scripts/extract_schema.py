@@ -55,7 +55,7 @@ KEPT_FIELDS: dict[str, tuple[str, ...]] = {
     "CreateCustomerEventOutput": ("customerEvent", "error"),
     "CustomerEvent": ("id", "customerId", "title", "createdAt"),
     "CreateThreadEventOutput": ("threadEvent", "error"),
-    "ThreadEvent": ("id", "threadId", "title", "createdAt"),
+    "ThreadEvent": ("id", "customerId", "threadId", "title", "createdAt"),
     "DateTime": ("iso8601", "unixTimestamp"),
     "UpsertCustomerOutput": ("result", "customer", "error"),
     "Customer": ("id", "externalId", "fullName", "email"),

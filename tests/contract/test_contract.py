@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-from typing import Any
-
 import pytest
 from graphql import (
-    GraphQLInputObjectType,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLSchema,
     build_schema,
     parse,
     validate,
@@ -24,19 +16,8 @@ from backfill.mapper import compile_mapper, event_id, map_row
 from backfill.mapping import load_mapping
 from backfill.models import Event
 from backfill.readers.csv import read_rows
-from tests.conftest import MAPPING, ROOT, SAMPLE, SAMPLE_ROWS
-
-FULL_SCHEMA = ROOT.parent / "shared" / "plain" / "schema.graphql"
-
-
-@pytest.fixture(scope="module")
-def schema() -> GraphQLSchema:
-    if not FULL_SCHEMA.exists():
-        message = f"Plain's full schema is not available at {FULL_SCHEMA}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message + " (CI must have ../shared)")
-        pytest.skip(message)
-    return build_schema(Path(FULL_SCHEMA).read_text(encoding="utf-8"))
+from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS
+from tests.contract.conftest import deprecated_or_ambiguous
 
 
 def operation(document: str) -> OperationDefinitionNode:
@@ -49,30 +30,13 @@ def operation(document: str) -> OperationDefinitionNode:
     "document",
     [
         pytest.param(plain.CREATE_CUSTOMER_EVENT, id="createCustomerEvent"),
+        pytest.param(plain.CREATE_THREAD_EVENT, id="createThreadEvent"),
+        pytest.param(plain.UPSERT_CUSTOMER, id="upsertCustomer"),
         pytest.param(plain.PREFLIGHT, id="preflight"),
     ],
 )
 def test_documents_validate(schema, document):
     assert validate(schema, parse(document)) == []
-
-
-def deprecated_or_ambiguous(value: Any, type_: Any, path: str) -> list[str]:
-    """Deprecated input fields used, and one-of inputs with other than exactly one field."""
-    while isinstance(type_, GraphQLNonNull):
-        type_ = type_.of_type
-    problems = []
-    if isinstance(type_, GraphQLList):
-        for i, item in enumerate(value):
-            problems += deprecated_or_ambiguous(item, type_.of_type, f"{path}[{i}]")
-    elif isinstance(type_, GraphQLInputObjectType):
-        for name, item in value.items():
-            field = type_.fields[name]
-            if field.deprecation_reason:
-                problems.append(f"{path}.{name} is deprecated")
-            problems += deprecated_or_ambiguous(item, field.type, f"{path}.{name}")
-        if type_.name in ("EventComponentInput", "CustomerIdentifierInput") and len(value) != 1:
-            problems.append(f"{path} sets {len(value)} fields of {type_.name}")
-    return problems
 
 
 def test_the_variables_of_every_sample_row_validate(schema):
@@ -99,5 +63,6 @@ def test_the_package_schema_subset_accepts_what_the_full_schema_accepts(schema):
     subset = build_schema(
         (files("backfill") / "schema" / "plain_subset.graphql").read_text("utf-8")
     )
-    for document in (plain.CREATE_CUSTOMER_EVENT, plain.PREFLIGHT):
+    documents = (plain.CREATE_CUSTOMER_EVENT, plain.CREATE_THREAD_EVENT, plain.UPSERT_CUSTOMER)
+    for document in (*documents, plain.PREFLIGHT):
         assert validate(subset, parse(document)) == validate(schema, parse(document)) == []
