@@ -193,3 +193,22 @@ def test_fake_plain_serves_from_the_command_line_with_limited_keys(tmp_path):
         server.terminate()
         server.communicate(timeout=10)
     assert server.returncode == 0
+
+
+def test_init_then_validate_then_preview_from_the_command_line(tmp_path):
+    import json
+
+    mapping = tmp_path / "mapping.toml"
+    made = cli("init", SAMPLE, "--output", str(mapping))
+    assert made.returncode == 0, made.stderr
+    again = cli("init", SAMPLE, "--output", str(mapping))
+    assert again.returncode == 2 and "--force" in again.stderr
+    checked = cli(
+        "validate", SAMPLE, "--mapping", str(mapping), "--results-dir", str(tmp_path / "v")
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "valid              2400" in checked.stdout
+    shown = cli("preview", SAMPLE, "--mapping", str(mapping), "--line", "3")
+    assert shown.returncode == 0, shown.stderr
+    (only,) = json.loads(shown.stdout)
+    assert only["line"] == "3" and only["operation"] == "createCustomerEvent"

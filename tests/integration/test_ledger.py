@@ -1,4 +1,5 @@
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -118,3 +119,41 @@ def test_a_new_run_ends_a_crashed_one_and_takes_its_claims(ledger, ledger_path):
     assert states == {"run-1": "crashed", "run-2": "running"}
     assert resumed.event("a")["claimed_by"] is None
     resumed.close()
+
+
+def test_a_ledger_of_schema_1_is_upgraded_in_place_and_keeps_its_events(tmp_path):
+    from backfill.ledger import MIGRATIONS
+
+    path = tmp_path / "old.sqlite"
+    conn = sqlite3.connect(path)
+    conn.executescript(MIGRATIONS[0])
+    conn.execute("INSERT INTO schema_version VALUES (1)")
+    conn.execute(
+        "INSERT INTO events (external_id, status, kind, source, position, payload_hash,"
+        " mapping_hash, run_id, created_at, updated_at) VALUES"
+        " ('ns_1', 'delivered', 'customer', 'a.csv', '2', 'p', 'm', 'r0', 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    with SqliteLedger.open(str(path)) as ledger:
+        assert ledger.schema_version == SCHEMA_VERSION == 2
+        assert ledger.lookup(["ns_1"])["ns_1"].status == Status.DELIVERED
+        assert ledger.customers(["emailAddress:a@b.example"]) == {}
+
+
+def test_open_readonly_never_changes_or_creates_a_ledger(tmp_path, ledger_path):
+    missing = tmp_path / "missing.sqlite"
+    with SqliteLedger.open_readonly(str(missing)) as empty:
+        assert empty.lookup(["x"]) == {}
+        assert empty.first_seen([("x", "f", "1"), ("x", "f", "2")]) == {"x": ("f", "1")}
+    assert not list(tmp_path.glob("missing*"))
+
+    writer = SqliteLedger.open(ledger_path)
+    writer.mark_in_flight("r", [event("a")], mapping_hash="m", claim_s=1)
+    writer.close()
+    before = {p.name: p.read_bytes() for p in Path(ledger_path).parent.iterdir()}
+    with SqliteLedger.open_readonly(ledger_path) as reader:
+        assert reader.lookup(["a"])["a"].status == Status.IN_FLIGHT
+        assert reader.first_seen([("a", "f", "1")]) == {}
+    after = {p.name: p.read_bytes() for p in Path(ledger_path).parent.iterdir()}
+    assert after == before
