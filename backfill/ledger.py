@@ -199,8 +199,12 @@ class SqliteLedger:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=10000")
+            # The ids seen in this run: on disk (not an unbounded set in memory), with a
+            # cache large enough that a million ids rarely touch it.
+            conn.execute("PRAGMA temp.cache_size = -32768")
             conn.execute(
                 "CREATE TEMP TABLE seen (external_id TEXT PRIMARY KEY, source TEXT, position TEXT)"
+                " WITHOUT ROWID"
             )
             ledger = cls(path, conn, lock)
             if writable:
@@ -381,31 +385,35 @@ class SqliteLedger:
         """Mark (id, source, position) as seen in this run; say where repeated ids were first seen.
 
         Duplicate detection goes through a temporary table, not an unbounded in-memory set.
+        The common case (no repeat) costs one batched insert and no query.
         """
-        earlier: dict[str, tuple[str, str]] = {}
-        ids = [r[0] for r in rows]
-        for start in range(0, len(ids), _LOOKUP_BATCH):
-            batch = ids[start : start + _LOOKUP_BATCH]
-            marks = ",".join("?" * len(batch))
-            for ext_id, source, position in self._execute(
-                f"SELECT external_id, source, position FROM seen WHERE external_id IN ({marks})",
-                batch,
-            ):
-                earlier[ext_id] = (source, position)
-        fresh: dict[str, tuple[str, str]] = {}
-        repeated: dict[str, tuple[str, str]] = {}
+        first: dict[str, tuple[str, str]] = {}
         for ext_id, source, position in rows:
-            first = earlier.get(ext_id) or fresh.get(ext_id)
-            if first is not None:
-                repeated.setdefault(ext_id, first)
-            else:
-                fresh[ext_id] = (source, position)
+            first.setdefault(ext_id, (source, position))
         # Only the temp table changes: a deferred transaction works on a read-only ledger too.
         with self._transaction(immediate=False) as cur:
+            before = self._conn.total_changes
             cur.executemany(
-                "INSERT INTO seen VALUES (?, ?, ?)", [(k, *v) for k, v in fresh.items()]
+                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", [(k, *v) for k, v in first.items()]
             )
-        return repeated
+            inserted = self._conn.total_changes - before
+        if inserted < len(first):
+            # Some ids were seen in an earlier chunk: the table holds where.
+            ids = list(first)
+            for start in range(0, len(ids), _LOOKUP_BATCH):
+                batch = ids[start : start + _LOOKUP_BATCH]
+                marks = ",".join("?" * len(batch))
+                for ext_id, source, position in self._execute(
+                    "SELECT external_id, source, position FROM seen"
+                    f" WHERE external_id IN ({marks})",
+                    batch,
+                ):
+                    first[ext_id] = (source, position)
+        return {
+            ext_id: first[ext_id]
+            for ext_id, source, position in rows
+            if first[ext_id] != (source, position)
+        }
 
     def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
         """Rows that never became an event: invalid ones and duplicates in the source."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,11 +29,14 @@ from backfill.mapping import (
     Template,
     compile_condition,
     compile_template,
+    context,
     environment,
 )
 from backfill.models import Event, EventKind, Invalid, RowProblem, SourceRow
 
 MAX_EXTERNAL_ID = 255
+_ROW_GQL = COMPONENTS[ROW].gql
+_SIMPLE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][^\s]*)?$")
 ELLIPSIS = "…"
 
 
@@ -139,7 +143,7 @@ def _event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
                     "bad_key", f"column {column!r} of the externalId template is empty", column
                 )
         try:
-            value = _render(mapper.id_template, _context(row.values)).strip()
+            value = _render(mapper.id_template, context(row.values)).strip()
         except _RowInvalid as exc:
             return exc.problem
         if not value:
@@ -158,8 +162,13 @@ def _event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
     return external_id(spec.namespace, normalised)
 
 
-def map_row(mapper: Mapper, row: SourceRow, external_id: str) -> Event | Invalid:
+def map_row(
+    mapper: Mapper, row: SourceRow, external_id: str, *, hashed: bool = True, upsert: bool = True
+) -> Event | Invalid:
     """Render one row into the `input` of its Plain mutation, or say why it cannot be.
+
+    `hashed=False` leaves `payload_hash` empty and `upsert=False` leaves out the
+    customer upsert, for checks that use neither.
 
     >>> map_row(mapper, row, "acme_...").input["title"]  # doctest: +SKIP
     'Plan upgraded'
@@ -167,7 +176,7 @@ def map_row(mapper: Mapper, row: SourceRow, external_id: str) -> Event | Invalid
     if row.problem is not None:
         return Invalid(row.source, row.position, row.problem, external_id)
     try:
-        return _Build(mapper, row).event(external_id)
+        return _Build(mapper, row).event(external_id, hashed=hashed, upsert=upsert)
     except _RowInvalid as exc:
         return Invalid(row.source, row.position, exc.problem, external_id)
     except Exception as exc:  # bad input never crashes the job: the row gets the reason
@@ -187,10 +196,10 @@ class _Build:
     def __init__(self, mapper: Mapper, row: SourceRow) -> None:
         self.mapper = mapper
         self.row = row
-        self.ctx = _context(row.values)
+        self.ctx = context(row.values)
         self.truncated: list[str] = []
 
-    def event(self, ext_id: str) -> Event:
+    def event(self, ext_id: str, *, hashed: bool, upsert: bool) -> Event:
         spec = self.mapper.spec
         values = self.row.values
         title = _render(self.mapper.title, self.ctx)
@@ -206,7 +215,7 @@ class _Build:
         components = [c for c in (self.component(c) for c in self.mapper.components) if c]
         thread_id = values[spec.thread_column].strip() if spec.thread_column else ""
         payload: dict[str, Any]
-        customer_key, upsert, upsert_problem = "", None, ""
+        customer_key, upserting, upsert_problem = "", None, ""
         if thread_id:
             kind = EventKind.THREAD
             payload = {"threadId": thread_id}
@@ -216,7 +225,8 @@ class _Build:
             payload = {"customerIdentifier": identifier}
             ((field, value),) = identifier.items()
             customer_key = f"{field}:{value}"
-            upsert, upsert_problem = self.upsert(identifier)
+            if upsert:
+                upserting, upsert_problem = self.upsert(identifier)
         payload |= {
             "externalId": ext_id,
             "title": title,
@@ -228,13 +238,13 @@ class _Build:
             external_id=ext_id,
             kind=kind,
             input=payload,
-            payload_hash=payload_hash(payload),
+            payload_hash=payload_hash(payload) if hashed else "",
             source=self.row.source,
             position=self.row.position,
             timestamp=timestamp,
             note=note,
             customer=customer_key,
-            upsert=upsert,
+            upsert=upserting,
             upsert_problem=upsert_problem,
         )
 
@@ -300,7 +310,7 @@ class _Build:
                 ) from None
             if not keep:
                 return None
-        if comp.gql == COMPONENTS[ROW].gql:
+        if comp.gql == _ROW_GQL:
             main = [c for c in (self.component(c) for c in comp.main) if c]
             if not main:
                 raise _RowInvalid(
@@ -315,7 +325,7 @@ class _Build:
                 _put(fields, field.gql, part.value)
                 continue
             text = _render(part.template, self.ctx)
-            if not text.strip():
+            if not text or text.isspace():
                 if part.required:
                     raise _RowInvalid(
                         _problem("empty", f"{part.template.key} rendered empty", part.template)
@@ -360,6 +370,9 @@ class _Build:
 
 def _put(fields: dict[str, Any], path: str, value: str) -> None:
     """Set a possibly nested field (``userIdentifier.emailAddress``)."""
+    if "." not in path:
+        fields[path] = value
+        return
     *parents, leaf = path.split(".")
     target = fields
     for name in parents:
@@ -368,6 +381,11 @@ def _put(fields: dict[str, Any], path: str, value: str) -> None:
 
 
 def _is_http_url(text: str) -> bool:
+    simple = _SIMPLE_URL.match(text)
+    if simple is not None:
+        # The common shape, checked without urlsplit's cost.
+        port = simple.group(1)
+        return (port is None or 0 < int(port) <= 65535) and text.isprintable()
     try:
         parts = urlsplit(text)
         parts.port  # noqa: B018 - raises ValueError for a port out of range
@@ -396,10 +414,3 @@ def _problem(code: str, message: str, template: Template) -> RowProblem:
 
 def _only(columns: frozenset[str]) -> str:
     return next(iter(columns)) if len(columns) == 1 else ""
-
-
-def _context(values: Mapping[str, str]) -> dict[str, Any]:
-    # `row` last: it is always the whole row, even in a source with a column named "row".
-    ctx: dict[str, Any] = dict(values)
-    ctx["row"] = values
-    return ctx

@@ -12,6 +12,7 @@ against Plain's schema here, at load time, not per row.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import json
 import re
@@ -155,6 +156,8 @@ COMPONENTS: Final[dict[str, ComponentSpec]] = {
 ROW: Final = "row"
 
 _BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SYNTAX = re.compile(r"\{[{%#]")
 _CONTEXT_NAMES: Final = frozenset({"row"})
 
 
@@ -606,34 +609,115 @@ def environment() -> SandboxedEnvironment:
     return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
+_GLOBALS: Final = dict(environment().globals)
+
+
 def compile_template(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Template:
-    """Compile a template once; syntax errors name the mapping key and show the template."""
+    """Compile a template once; syntax errors name the mapping key and show the template.
+
+    Rendering takes a context from `context()`. Two fast paths skip Jinja: a bare
+    ``{{ column }}`` (the common case) and text with no template syntax at all.
+    """
     bare = _BARE.match(source)
     if bare:
         column = bare.group(1)
         return Template(source, key, frozenset({column}), lambda ctx: _text_of(ctx[column]))
+    if not _SYNTAX.search(source):
+        return Template(source, key, frozenset(), lambda ctx: source)
+    ast, render = _compile(env, source, file=file, key=key, what="template")
+    columns = _columns_of(env, ast)
+    return Template(source, key, columns, _memoised(ast, columns, render))
+
+
+def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Condition:
+    """Compile a `when` expression (Jinja expression syntax, e.g. ``amount != ''``).
+
+    A bare column name (``when = "amount"``) is true when the column is not empty.
+    """
+    bare = _NAME.match(source.strip())
+    if bare and bare.group(0) not in _CONTEXT_NAMES:
+        column = bare.group(0)
+        return Condition(source, key, frozenset({column}), lambda ctx: bool(ctx[column]))
+    ast, render = _compile(
+        env, "{% if (" + source + ") %}1{% endif %}", file=file, key=key, what="expression"
+    )
+    return Condition(source, key, _columns_of(env, ast), lambda ctx: render(ctx) == "1")
+
+
+def context(values: Mapping[str, str]) -> dict[str, Any]:
+    """The names a row's templates see: Jinja's globals, the columns, and `row` (last, so it
+    is always the whole row, even in a source with a column named "row")."""
+    ctx: dict[str, Any] = dict(_GLOBALS)
+    ctx.update(values)
+    ctx["row"] = values
+    return ctx
+
+
+#: Renders remembered per template: titles and labels take few distinct values.
+MEMO_SIZE: Final = 2048
+
+
+def _memoised(
+    ast: nodes.Template, columns: frozenset[str], render: Callable[[Context], str]
+) -> Callable[[Context], str]:
+    """Remember renders by the values of the columns a template reads.
+
+    Only for templates that read nothing but named columns: no globals (`lipsum` is
+    random), no `row[...]` with a computed key. The same values then give the same text.
+    """
+    free = set(jinja2.meta.find_undeclared_variables(ast))
+    if free - columns - {"row"} or ("row" in free and not _row_lookups_only(ast)):
+        return render
+    names = tuple(sorted(columns))
+    rows_read = "row" in free
+
+    @functools.lru_cache(maxsize=MEMO_SIZE)
+    def by_values(values: tuple[str, ...]) -> str:
+        row = dict(zip(names, values, strict=True))
+        return render(context(row) if rows_read else {**_GLOBALS, **row})
+
+    def cached(ctx: Context) -> str:
+        try:
+            values = tuple(ctx[name] for name in names)
+        except KeyError:
+            return render(ctx)  # let Jinja report the missing name
+        return by_values(values)
+
+    return cached
+
+
+def _row_lookups_only(ast: nodes.Template) -> bool:
+    """Whether every use of `row` is `row['constant']`."""
+    lookups = sum(
+        1
+        for item in ast.find_all(nodes.Getitem)
+        if isinstance(item.node, nodes.Name)
+        and item.node.name == "row"
+        and isinstance(item.arg, nodes.Const)
+    )
+    uses = sum(1 for name in ast.find_all(nodes.Name) if name.name == "row")
+    return lookups == uses
+
+
+def _compile(
+    env: SandboxedEnvironment, source: str, *, file: str, key: str, what: str
+) -> tuple[nodes.Template, Callable[[Context], str]]:
     try:
         ast = env.parse(source)
         compiled = env.from_string(ast)
     except jinja2.TemplateSyntaxError as exc:
         raise MappingError(
-            f"template syntax error: {exc.message} in {source!r}", file=file, key=key
+            f"{what} syntax error: {exc.message} in {source!r}", file=file, key=key
         ) from None
-    names = _columns_of(env, ast)
-    return Template(source, key, names, compiled.render)
+    root = compiled.root_render_func
+    new_context = compiled.new_context
 
+    def render(ctx: Context) -> str:
+        # shared=True: the context is used as it is, not copied with the globals on every
+        # render (that copy was most of a render's cost); `context()` adds the globals once.
+        return "".join(root(new_context(dict(ctx) if not isinstance(ctx, dict) else ctx, True)))
 
-def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Condition:
-    """Compile a `when` expression (Jinja expression syntax, e.g. ``amount != ''``)."""
-    try:
-        ast = env.parse("{{ (" + source + ") }}")
-        test = env.compile_expression(source, undefined_to_none=False)
-    except jinja2.TemplateSyntaxError as exc:
-        raise MappingError(
-            f"expression syntax error: {exc.message} in {source!r}", file=file, key=key
-        ) from None
-    names = _columns_of(env, ast)
-    return Condition(source, key, names, lambda ctx: test(**ctx))
+    return ast, render
 
 
 def _columns_of(env: SandboxedEnvironment, ast: nodes.Template) -> frozenset[str]:

@@ -320,7 +320,12 @@ class _Job:
         issues: list[tuple[Invalid, Status]] = []
         for item in plan(pairs, entries, first_seen):
             if item.decision == Decision.SEND:
-                mapped = map_row(self.mapper, item.row, item.external_id)
+                mapped = map_row(
+                    self.mapper,
+                    item.row,
+                    item.external_id,
+                    upsert=self.settings.upsert_customers,
+                )
                 if isinstance(mapped, Event):
                     events.append(mapped)
                     if item.entry is not None and self.settings.dry_run:
@@ -753,7 +758,7 @@ def validate(
                     duplicates += 1
                     continue
                 mapped = (
-                    map_row(mapper, item.row, item.external_id)
+                    map_row(mapper, item.row, item.external_id, hashed=False, upsert=False)
                     if item.decision == Decision.SEND
                     else Invalid(
                         item.row.source, item.row.position, item.problem or RowProblem("", "")

@@ -60,10 +60,10 @@ async def test_an_unexpected_error_stops_the_run_with_exit_2_instead_of_hanging(
 ):
     real_map_row = pipeline_module.map_row
 
-    def exploding(mapper, row, external_id):
+    def exploding(mapper, row, external_id, **options):
         if row.position == "40":
             raise RuntimeError("bug")
-        return real_map_row(mapper, row, external_id)
+        return real_map_row(mapper, row, external_id, **options)
 
     monkeypatch.setattr(pipeline_module, "map_row", exploding)
     ok = transport(
