@@ -196,6 +196,7 @@ class _Build:
     def __init__(self, mapper: Mapper, row: SourceRow) -> None:
         self.mapper = mapper
         self.row = row
+        self.values = row.values
         self.ctx = context(row.values)
         self.truncated: list[str] = []
 
@@ -324,7 +325,8 @@ class _Build:
             if part.template is None:
                 _put(fields, field.gql, part.value)
                 continue
-            text = _render(part.template, self.ctx)
+            bare = part.template.column
+            text = self.values[bare] if bare else _render(part.template, self.ctx)
             if not text or text.isspace():
                 if part.required:
                     raise _RowInvalid(

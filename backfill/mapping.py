@@ -592,6 +592,8 @@ class Template:
     key: str
     columns: frozenset[str]
     render: Callable[[Context], str]
+    #: For a bare ``{{ column }}``: the column, so callers can read it without a call.
+    column: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -621,7 +623,7 @@ def compile_template(env: SandboxedEnvironment, source: str, *, file: str, key: 
     bare = _BARE.match(source)
     if bare:
         column = bare.group(1)
-        return Template(source, key, frozenset({column}), lambda ctx: _text_of(ctx[column]))
+        return Template(source, key, frozenset({column}), lambda ctx: _text_of(ctx[column]), column)
     if not _SYNTAX.search(source):
         return Template(source, key, frozenset(), lambda ctx: source)
     ast, render = _compile(env, source, file=file, key=key, what="template")
@@ -645,10 +647,10 @@ def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key:
 
 
 def context(values: Mapping[str, str]) -> dict[str, Any]:
-    """The names a row's templates see: Jinja's globals, the columns, and `row` (last, so it
-    is always the whole row, even in a source with a column named "row")."""
-    ctx: dict[str, Any] = dict(_GLOBALS)
-    ctx.update(values)
+    """The names a row's templates see: the columns, and `row` (last, so it is always the
+    whole row, even in a source with a column named "row"). Jinja's globals are added
+    only when Jinja renders."""
+    ctx: dict[str, Any] = dict(values)
     ctx["row"] = values
     return ctx
 
@@ -674,7 +676,7 @@ def _memoised(
     @functools.lru_cache(maxsize=MEMO_SIZE)
     def by_values(values: tuple[str, ...]) -> str:
         row = dict(zip(names, values, strict=True))
-        return render(context(row) if rows_read else {**_GLOBALS, **row})
+        return render(context(row) if rows_read else row)
 
     def cached(ctx: Context) -> str:
         try:
@@ -713,9 +715,9 @@ def _compile(
     new_context = compiled.new_context
 
     def render(ctx: Context) -> str:
-        # shared=True: the context is used as it is, not copied with the globals on every
-        # render (that copy was most of a render's cost); `context()` adds the globals once.
-        return "".join(root(new_context(dict(ctx) if not isinstance(ctx, dict) else ctx, True)))
+        # shared=True: the context is used as it is, without Jinja's own copy through a
+        # ChainMap of the globals (most of a render's cost).
+        return "".join(root(new_context({**_GLOBALS, **ctx}, True)))
 
     return ast, render
 

@@ -219,7 +219,8 @@ class _Lines(Iterable[str]):
     def __iter__(self) -> Iterator[str]:
         for line in self._fh:
             self.count += 1
-            if _UNDECODABLE.search(line):
+            # isascii() is a fast C check that rules out undecodable bytes; NUL is ASCII.
+            if "\x00" in line or (not line.isascii() and _UNDECODABLE.search(line)):
                 self._bad.append((self.count, line))
             yield line
 
