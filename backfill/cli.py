@@ -93,13 +93,28 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
 @click.option("--results-dir", default="results", show_default=True, help="Where invalid.csv goes.")
 @click.option("--limit", type=int, help="Check only the first N rows.")
-def validate(sources: tuple[str, ...], mapping: str, results_dir: str, limit: int | None) -> None:
+@click.option(
+    "--upsert-customers", is_flag=True, help="Also check each row's customer can be upserted."
+)
+def validate(
+    sources: tuple[str, ...],
+    mapping: str,
+    results_dir: str,
+    limit: int | None,
+    upsert_customers: bool,
+) -> None:
     """Map every row offline, exactly as run would; exit 1 if any row is invalid.
 
     No network and no ledger: the invalid rows go to invalid.csv with their reasons.
     """
     try:
-        summary = pipeline.validate(sources, mapping, results_dir=results_dir, limit=limit)
+        summary = pipeline.validate(
+            sources,
+            mapping,
+            results_dir=results_dir,
+            limit=limit,
+            upsert_customers=upsert_customers,
+        )
     except BackfillError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
@@ -110,7 +125,14 @@ def validate(sources: tuple[str, ...], mapping: str, results_dir: str, limit: in
 @cli.command("preview")
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
-@click.option("-n", "count", default=5, show_default=True, help="How many rows from the start.")
+@click.option(
+    "-n",
+    "count",
+    default=5,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="How many rows from the start.",
+)
 @click.option(
     "--line", "lines", type=int, multiple=True, help="Show the row starting on this line."
 )

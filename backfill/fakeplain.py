@@ -317,7 +317,8 @@ def _check_length(
 ) -> None:
     if value is None:
         errors.append(_field_error(path, "Required.", "REQUIRED"))
-    elif not minimum <= len(value) <= maximum:
+    elif not minimum <= len(value.encode("utf-16-le")) // 2 <= maximum:
+        # JavaScript's .length, as Plain's server counts: UTF-16 code units.
         message = (
             f"Must be between {minimum} and {maximum} characters."
             if minimum

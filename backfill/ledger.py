@@ -166,12 +166,15 @@ class SqliteLedger:
         """Read a ledger without changing it (dry runs, validate).
 
         A missing ledger reads as empty and is not created. While no run holds the
-        ledger it is opened immutable, so not even SQLite's shared-memory files appear
-        beside it.
+        ledger (and no crash left a -wal file) it is opened immutable, so not even
+        SQLite's shared-memory files appear beside it.
         """
         if not Path(path).exists():
             return cls.scratch(label=path)
-        mode = "mode=ro" if _held(path) else "immutable=1"
+        # immutable skips SQLite's locking and its -wal file: only safe when no run holds
+        # the ledger and no crash left committed pages in a -wal file.
+        quiet = not _held(path) and not Path(f"{path}-wal").exists()
+        mode = "immutable=1" if quiet else "mode=ro"
         target = f"{Path(path).resolve().as_uri()}?{mode}"
         return cls._connect(path, target, None, writable=False)
 
@@ -570,6 +573,10 @@ class SqliteLedger:
                     time.time(),
                 ),
             )
+
+    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None:
+        """Attempts that belong to no event (a customer upsert's requests)."""
+        self.record_outcomes(run_id, [], attempts)
 
     def release(self, events: Sequence[Event]) -> None:
         """Drop this run's claim on events it will not send after all (the run stopped)."""

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from backfill.errors import MappingError
 from backfill.ids import KeyValueError, external_id, format_utc, normalise_key, parse_timestamp
 from backfill.mapping import (
     COMPONENTS,
@@ -111,6 +112,14 @@ def compile_mapper(spec: MappingSpec) -> Mapper:
         if spec.id_template
         else None
     )
+    if id_template is not None and id_template.globals_read:
+        names = ", ".join(sorted(id_template.globals_read))
+        raise MappingError(
+            f"the externalId template reads {names}, a Jinja global that may differ between "
+            f"runs; read a column of that name as row['{min(id_template.globals_read)}']",
+            file=file,
+            key="external_id.template",
+        )
     return Mapper(
         spec=spec,
         title=compile_template(env, spec.title, file=file, key="title"),
@@ -225,7 +234,8 @@ class _Build:
             identifier = self.customer()
             payload = {"customerIdentifier": identifier}
             ((field, value),) = identifier.items()
-            customer_key = f"{field}:{value}"
+            # Plain matches emails case-insensitively: so does the one-upsert-per-customer key.
+            customer_key = f"{field}:{value.lower() if field == 'emailAddress' else value}"
             if upsert:
                 upserting, upsert_problem = self.upsert(identifier)
         payload |= {
@@ -339,14 +349,14 @@ class _Build:
     def checked(self, part: _Part, text: str) -> str:
         field, template = part.field, part.template
         assert template is not None
-        if field.max_len is not None and len(text) > field.max_len:
+        if field.max_len is not None and js_length(text) > field.max_len:
             if part.policy == "truncate":
                 self.truncated.append(template.key)
-                return text[: field.max_len - len(ELLIPSIS)] + ELLIPSIS
+                return _cut(text, field.max_len - js_length(ELLIPSIS)) + ELLIPSIS
             raise _RowInvalid(
                 _problem(
                     "too_long",
-                    f"{template.key} is {len(text)} characters; Plain allows at most "
+                    f"{template.key} is {js_length(text)} characters; Plain allows at most "
                     f'{field.max_len} (or set too_long = "truncate")',
                     template,
                 )
@@ -368,6 +378,22 @@ class _Build:
                 ) from None
             text = format_utc(when, digits=3)
         return text
+
+
+def js_length(text: str) -> int:
+    """The length Plain's JavaScript sees: UTF-16 code units (an emoji counts 2).
+
+    >>> js_length("ok 🚀")
+    5
+    """
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(text: str, units: int) -> str:
+    """The longest start of `text` within `units` UTF-16 code units, never half a character."""
+    return text.encode("utf-16-le")[: units * 2].decode("utf-16-le", errors="ignore")
 
 
 def _put(fields: dict[str, Any], path: str, value: str) -> None:

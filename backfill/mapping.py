@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 import jinja2.meta
 from jinja2 import nodes
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from backfill import plain_enums
 from backfill.errors import MappingError
@@ -158,7 +158,8 @@ ROW: Final = "row"
 _BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SYNTAX = re.compile(r"\{[{%#]")
-_CONTEXT_NAMES: Final = frozenset({"row"})
+#: Names a fast path must not take for a column: `row` and Jinja's literals.
+_NOT_COLUMNS: Final = frozenset({"row", "true", "false", "none", "True", "False", "None"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -594,6 +595,8 @@ class Template:
     render: Callable[[Context], str]
     #: For a bare ``{{ column }}``: the column, so callers can read it without a call.
     column: str = ""
+    #: Names of Jinja's globals the template reads (`range`, `lipsum`...).
+    globals_read: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -607,8 +610,9 @@ class Condition:
 
 
 def environment() -> SandboxedEnvironment:
-    """The one Jinja environment: sandboxed, undefined names are errors."""
-    return SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    """The one Jinja environment: sandboxed and immutable (a template cannot change the
+    row it renders), undefined names are errors."""
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 _GLOBALS: Final = dict(environment().globals)
@@ -621,14 +625,15 @@ def compile_template(env: SandboxedEnvironment, source: str, *, file: str, key: 
     ``{{ column }}`` (the common case) and text with no template syntax at all.
     """
     bare = _BARE.match(source)
-    if bare:
+    if bare and bare.group(1) not in _NOT_COLUMNS:
         column = bare.group(1)
         return Template(source, key, frozenset({column}), lambda ctx: _text_of(ctx[column]), column)
     if not _SYNTAX.search(source):
         return Template(source, key, frozenset(), lambda ctx: source)
     ast, render = _compile(env, source, file=file, key=key, what="template")
-    columns = _columns_of(env, ast)
-    return Template(source, key, columns, _memoised(ast, columns, render))
+    columns = _columns_of(ast)
+    globals_read = frozenset(_free_names(ast) & set(_GLOBALS))
+    return Template(source, key, columns, _memoised(ast, columns, render), "", globals_read)
 
 
 def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key: str) -> Condition:
@@ -637,13 +642,20 @@ def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key:
     A bare column name (``when = "amount"``) is true when the column is not empty.
     """
     bare = _NAME.match(source.strip())
-    if bare and bare.group(0) not in _CONTEXT_NAMES:
+    if bare and bare.group(0) not in _NOT_COLUMNS:
         column = bare.group(0)
-        return Condition(source, key, frozenset({column}), lambda ctx: bool(ctx[column]))
+        # Blank counts as empty, as a template that renders blank does.
+        return Condition(source, key, frozenset({column}), lambda ctx: bool(ctx[column].strip()))
+    try:
+        env.parse("{{ (" + source + ") }}")
+    except jinja2.TemplateSyntaxError as exc:
+        raise MappingError(
+            f"expression syntax error: {exc.message} in {source!r}", file=file, key=key
+        ) from None
     ast, render = _compile(
         env, "{% if (" + source + ") %}1{% endif %}", file=file, key=key, what="expression"
     )
-    return Condition(source, key, _columns_of(env, ast), lambda ctx: render(ctx) == "1")
+    return Condition(source, key, _columns_of(ast), lambda ctx: render(ctx) == "1")
 
 
 def context(values: Mapping[str, str]) -> dict[str, Any]:
@@ -667,20 +679,20 @@ def _memoised(
     Only for templates that read nothing but named columns: no globals (`lipsum` is
     random), no `row[...]` with a computed key. The same values then give the same text.
     """
-    free = set(jinja2.meta.find_undeclared_variables(ast))
-    if free - columns - {"row"} or ("row" in free and not _row_lookups_only(ast)):
+    free = _free_names(ast)
+    if free & set(_GLOBALS) or ("row" in free and not _row_lookups_only(ast)):
+        # A global (`lipsum` is random; a column may shadow it) or a computed row key.
         return render
     names = tuple(sorted(columns))
-    rows_read = "row" in free
 
     @functools.lru_cache(maxsize=MEMO_SIZE)
     def by_values(values: tuple[str, ...]) -> str:
-        row = dict(zip(names, values, strict=True))
-        return render(context(row) if rows_read else row)
+        return render(context(dict(zip(names, values, strict=True))))
 
     def cached(ctx: Context) -> str:
+        row = ctx["row"]
         try:
-            values = tuple(ctx[name] for name in names)
+            values = tuple(row[name] for name in names)
         except KeyError:
             return render(ctx)  # let Jinja report the missing name
         return by_values(values)
@@ -722,9 +734,13 @@ def _compile(
     return ast, render
 
 
-def _columns_of(env: SandboxedEnvironment, ast: nodes.Template) -> frozenset[str]:
-    """Every column a template reads: bare names and `row['name']` lookups."""
-    names = set(jinja2.meta.find_undeclared_variables(ast)) - _CONTEXT_NAMES - set(env.globals)
+def _columns_of(ast: nodes.Template) -> frozenset[str]:
+    """The columns a template must find: names it reads, and `row['name']` lookups.
+
+    Names of Jinja's globals (`range`, `namespace`...) are not required: a column of that
+    name is used when the source has one (it shadows the global), the global otherwise.
+    """
+    names = _free_names(ast) - _NOT_COLUMNS - set(_GLOBALS)
     for item in ast.find_all(nodes.Getitem):
         if (
             isinstance(item.node, nodes.Name)
@@ -734,6 +750,13 @@ def _columns_of(env: SandboxedEnvironment, ast: nodes.Template) -> frozenset[str
         ):
             names.add(item.arg.value)
     return frozenset(names)
+
+
+def _free_names(ast: nodes.Template) -> set[str]:
+    """Names a template reads and does not set itself (loop variables, `set`)."""
+    loaded = {n.name for n in ast.find_all(nodes.Name) if n.ctx == "load"}
+    stored = {n.name for n in ast.find_all(nodes.Name) if n.ctx in ("store", "param")}
+    return loaded - stored
 
 
 def _text_of(value: Any) -> str:

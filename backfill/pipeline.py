@@ -156,6 +156,14 @@ async def arun(
         ledger.close()
 
 
+def _upsertable(event: Event) -> Event | Invalid:
+    """With --upsert-customers, a customer event whose customer cannot be upserted is invalid."""
+    if not event.customer or event.upsert is not None:
+        return event
+    problem = RowProblem("cannot_upsert", f"cannot upsert the customer: {event.upsert_problem}")
+    return Invalid(event.source, event.position, problem, event.external_id)
+
+
 def _customer_refused(code: str, message: str) -> Outcome:
     return Outcome(
         Status.REJECTED, attempts=0, code=code, message=f"the customer upsert failed: {message}"
@@ -318,7 +326,8 @@ class _Job:
         entries = self.ledger.lookup(i for i, _, _ in ids)
         events: list[Event] = []
         issues: list[tuple[Invalid, Status]] = []
-        for item in plan(pairs, entries, first_seen):
+        resend = frozenset({"not_found"}) if self.settings.upsert_customers else frozenset()
+        for item in plan(pairs, entries, first_seen, resend_codes=resend):
             if item.decision == Decision.SEND:
                 mapped = map_row(
                     self.mapper,
@@ -326,6 +335,8 @@ class _Job:
                     item.external_id,
                     upsert=self.settings.upsert_customers,
                 )
+                if isinstance(mapped, Event) and self.settings.upsert_customers:
+                    mapped = _upsertable(mapped)
                 if isinstance(mapped, Event):
                     events.append(mapped)
                     if item.entry is not None and self.settings.dry_run:
@@ -481,21 +492,15 @@ class _Job:
         known = self.ledger.customers([event.customer]).get(event.customer)
         if known is not None and known.status == Status.DELIVERED:
             return None
-        if known is not None and known.status == Status.REJECTED:
-            return _customer_refused(known.code, known.message)
-        if event.upsert is None:
-            record = CustomerRecord(
-                event.customer,
-                Status.REJECTED,
-                code="upsert_impossible",
-                message=event.upsert_problem,
-            )
-            self.ledger.record_customer(self.run_id, record)
-            return _customer_refused(record.code, record.message)
-        assert self.sender is not None
+        # A customer refused in an earlier run is tried again: its rows may have changed.
+        assert self.sender is not None and event.upsert is not None
         sent = await self.sender.upsert(event.customer, event.upsert)
+        self.ledger.record_attempts(self.run_id, sent.attempts)
         if sent.stop is not None:
             self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
+            return Outcome(
+                Status.RETRYABLE, attempts=0, code=sent.stop.code, message=str(sent.stop)
+            )
         outcome = sent.outcome
         record = CustomerRecord(
             event.customer, outcome.status, outcome.plain_customer_id, outcome.code, outcome.message
@@ -728,6 +733,7 @@ def validate(
     *,
     results_dir: str = DEFAULT_RESULTS_DIR,
     limit: int | None = None,
+    upsert_customers: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ValidateSummary:
     """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
@@ -739,6 +745,8 @@ def validate(
     0
     """
     spec, mapper = _prepare(sources, mapping)
+    if upsert_customers:
+        _check_upsert(spec)
     check_id = "validate-" + new_run_id()
     folder = Path(results_dir) / check_id
     results = ResultsWriter(folder)
@@ -758,12 +766,16 @@ def validate(
                     duplicates += 1
                     continue
                 mapped = (
-                    map_row(mapper, item.row, item.external_id, hashed=False, upsert=False)
+                    map_row(
+                        mapper, item.row, item.external_id, hashed=False, upsert=upsert_customers
+                    )
                     if item.decision == Decision.SEND
                     else Invalid(
                         item.row.source, item.row.position, item.problem or RowProblem("", "")
                     )
                 )
+                if isinstance(mapped, Event) and upsert_customers:
+                    mapped = _upsertable(mapped)
                 if isinstance(mapped, Event):
                     valid += 1
                     continue
@@ -806,18 +818,30 @@ def preview(
 ) -> list[dict[str, Any]]:
     """The exact GraphQL variables `run` would send for the first `n` rows, or given lines.
 
-    Offline: no network, no ledger.
+    A line is the first line of a record, in every source given. A line where no record
+    starts is shown as missing. Offline: no network, no ledger.
     """
+    if n < 1:
+        raise ConfigError("-n must be at least 1")
     _, mapper = _prepare(sources, mapping)
     wanted = {str(line) for line in lines}
+    found: set[tuple[str, str]] = set()
     shown: list[dict[str, Any]] = []
     for chunk in read_chunks(sources):
         for row in chunk:
             if wanted and row.position not in wanted:
                 continue
+            found.add((row.source, row.position))
             shown.append(_preview_row(mapper, row, upsert_customers=upsert_customers))
-            if (not wanted and len(shown) >= n) or (wanted and len(shown) >= len(wanted)):
+            if not wanted and len(shown) >= n:
                 return shown
+            if wanted and len(found) == len(wanted) * len(sources):
+                return shown
+    for source in sources:
+        for line in sorted(wanted - {p for s, p in found if s == source}, key=int):
+            shown.append(
+                {"source": source, "line": line, "missing": "no record starts on this line"}
+            )
     return shown
 
 

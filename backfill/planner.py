@@ -32,12 +32,16 @@ def plan(
     rows: Sequence[tuple[SourceRow, str | RowProblem]],
     entries: Mapping[str, LedgerEntry],
     first_seen: Mapping[str, tuple[str, str]],
+    *,
+    resend_codes: frozenset[str] = frozenset(),
 ) -> list[Planned]:
     """Decide for each (row, externalId or problem) pair, in order.
 
     `entries` is what the ledger holds for these ids; `first_seen` says where an id
     repeated in this run's input was seen first (see `SqliteLedger.first_seen`).
-    The table in README "Statuses" is this function.
+    The table in README "Statuses" is this function. Rejected rows are kept, except
+    those refused with one of `resend_codes` (`not_found` when the run upserts the
+    customers that were missing).
     """
     planned = []
     for row, ident in rows:
@@ -57,7 +61,9 @@ def plan(
         entry = entries.get(ident)
         if entry is not None and entry.status in DONE:
             planned.append(Planned(row, ident, Decision.SKIP_DONE, entry))
-        elif entry is not None and entry.status == Status.REJECTED:
+        elif (
+            entry is not None and entry.status == Status.REJECTED and entry.code not in resend_codes
+        ):
             planned.append(Planned(row, ident, Decision.KEEP_REJECTED, entry))
         else:
             planned.append(Planned(row, ident, Decision.SEND, entry))

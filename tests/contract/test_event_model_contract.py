@@ -106,11 +106,12 @@ def limit_errors(components: list[dict[str, Any]]) -> list[str]:
         for name, value in fields.items():
             if isinstance(value, dict):
                 continue
-            if name in ("text", "plainText") and not 1 <= len(value) <= 10_000:
-                errors.append(f"{name} length {len(value)}")
-            if name.endswith("Label") and len(value) > 500:
-                errors.append(f"{name} length {len(value)}")
-            if name == "copyButtonValue" and len(value) > 1000:
+            size = len(value.encode("utf-16-le")) // 2  # JavaScript's .length
+            if name in ("text", "plainText") and not 1 <= size <= 10_000:
+                errors.append(f"{name} length {size}")
+            if name.endswith("Label") and size > 500:
+                errors.append(f"{name} length {size}")
+            if name == "copyButtonValue" and size > 1000:
                 errors.append("copy value too long")
             if name == "linkButtonUrl" and urlsplit(value).scheme not in ("http", "https"):
                 errors.append(f"url {value!r}")
@@ -162,6 +163,7 @@ values = st.one_of(
     st.text(min_size=490, max_size=520),
     st.sampled_from(["https://acme.example/x", "http://[oops", "ftp://x", "2024-01-01T00:00:00Z"]),
     st.sampled_from(["0001-01-01T00:00:00+01:00", "a@b.example", "x" * 10_005, "th_1", "  "]),
+    st.sampled_from(["🚀" * 5001, "é" * 10_001, "🚀" * 251, "a🚀" * 334]),
 )
 
 

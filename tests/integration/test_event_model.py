@@ -202,3 +202,86 @@ def test_preview_of_chosen_lines_and_invalid_rows(tmp_path):
         first["upsertCustomer"]["variables"]["input"]["onCreate"]["fullName"]
         == "Person a@acme.example"
     )
+
+
+def test_upsert_fixes_not_found_rejections_and_retries_refused_customers(tmp_path):
+    source = write_rows(
+        tmp_path / "u.csv", [row(1, "New@Acme.example"), row(2, "new@acme.example")]
+    )
+    mapping = write_mapping(tmp_path / "m.toml")
+    with FakePlain(rate_limit=100_000, unknown_customers=["new@acme.example"]) as fake:
+        plain_run = run(settings_for(fake, tmp_path, sources=(source,), mapping=mapping))
+        assert plain_run.counts == {"rejected": 2}
+        assert plain_run.unknown_customers == 1  # one customer, whatever the case of its email
+        upserting = run(
+            settings_for(fake, tmp_path, sources=(source,), mapping=mapping, upsert_customers=True)
+        )
+        stats = fake.stats()
+    # The not_found rows are sent again once their customer is upserted; one upsert for both.
+    assert upserting.counts == {"delivered": 2}
+    assert stats.by_operation["upsertCustomer"] == 1
+
+
+def test_a_customer_that_cannot_be_upserted_is_invalid_offline(fake_plain, tmp_path):
+    rows = [row(1, "a@acme.example"), [*row(2, "b@acme.example")[:3], "", *row(2, "b")[4:]]]
+    source = write_rows(tmp_path / "c.csv", rows)
+    mapping = write_mapping(tmp_path / "m.toml")
+    checked = validate([source], mapping, results_dir=str(tmp_path / "v"), upsert_customers=True)
+    assert checked.by_code == {"cannot_upsert": 1}
+    assert validate([source], mapping, results_dir=str(tmp_path / "v")).invalid == 0
+    summary = run(
+        settings_for(
+            fake_plain, tmp_path, sources=(source,), mapping=mapping, upsert_customers=True
+        )
+    )
+    assert summary.counts == {"delivered": 1, "invalid": 1}
+    assert fake_plain.stats().by_operation["upsertCustomer"] == 1
+
+
+def test_a_refused_customer_is_tried_again_on_the_next_run(tmp_path):
+    source = write_rows(tmp_path / "r.csv", [row(1, "bad@localhost")])
+    mapping = write_mapping(tmp_path / "m.toml")
+    with FakePlain(rate_limit=100_000, unknown_customers=["bad@localhost"]) as fake:
+        first = run(
+            settings_for(fake, tmp_path, sources=(source,), mapping=mapping, upsert_customers=True)
+        )
+        assert first.counts == {"rejected": 1}
+        more = write_rows(tmp_path / "r.csv", [row(1, "bad@localhost"), row(2, "bad@localhost")])
+        second = run(
+            settings_for(fake, tmp_path, sources=(more,), mapping=mapping, upsert_customers=True)
+        )
+        stats = fake.stats()
+    assert second.counts == {"rejected": 2}
+    assert stats.by_operation["upsertCustomer"] == 2  # once per run, not once per event
+
+
+def test_a_dry_run_after_a_crash_sees_what_the_crashed_run_committed(fake_plain, tmp_path):
+    import subprocess
+    import sys
+
+    settings = settings_for(fake_plain, tmp_path, limit=40)
+    run(settings)
+    # A process that dies without closing the ledger leaves its last pages in the -wal file.
+    script = "\n".join(
+        [
+            "import os, sqlite3",
+            f"c = sqlite3.connect({settings.ledger!r}, isolation_level=None)",
+            "c.execute('PRAGMA journal_mode=WAL')",
+            "c.execute('PRAGMA wal_autocheckpoint=0')",
+            "c.execute(\"UPDATE events SET status = 'retryable' WHERE rowid <= 5\")",
+            "os._exit(0)",
+        ]
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert Path(settings.ledger + "-wal").exists()
+    dry = run(settings_for(fake_plain, tmp_path, limit=40, dry_run=True))
+    assert dry.counts == {"delivered": 35, "would_send": 5}
+
+
+def test_preview_says_when_no_record_starts_on_a_line(tmp_path):
+    source = write_rows(tmp_path / "p.csv", [row(1, "a@acme.example", body="two\nlines")])
+    mapping = write_mapping(tmp_path / "m.toml")
+    shown = preview([source], mapping, lines=[2, 3, 99])
+    assert shown[0]["line"] == "2" and "variables" in shown[0]
+    assert [s["line"] for s in shown[1:]] == ["3", "99"]
+    assert all(s["missing"] == "no record starts on this line" for s in shown[1:])

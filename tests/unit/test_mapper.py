@@ -151,3 +151,90 @@ def test_any_row_maps_to_an_event_or_a_reason(values):
         assert result.input["title"].strip()
         assert result.input["timestamp"].endswith("Z")
         assert map_row(MAPPER, r, ident) == result
+
+
+def mapper_for(title, components=(), external_id=None):
+    doc = {
+        "title": title,
+        "customer": {"email": "email"},
+        "timestamp": {"column": "at"},
+        "external_id": external_id or {"namespace": "ns", "key": ["id"]},
+        "components": list(components),
+    }
+    return compile_mapper(parse_mapping(doc, file="m.toml"))
+
+
+def test_a_column_named_like_a_jinja_global_shadows_it():
+    mapper = mapper_for(
+        "Deploy to {{ namespace }}", [{"type": "text", "text": "{{ range | upper }}"}]
+    )
+    values = {
+        "id": "1",
+        "email": "a@b.example",
+        "at": "2024-01-01T00:00:00Z",
+        "namespace": "prod",
+        "range": "r1",
+    }
+    event = map_row(mapper, SourceRow("in.csv", "2", values), "ns_1")
+    assert isinstance(event, Event)
+    assert event.input["title"] == "Deploy to prod"
+    assert event.input["components"] == [{"componentText": {"text": "R1"}}]
+
+
+def test_an_id_template_may_not_read_jinja_globals():
+    from backfill.errors import MappingError
+
+    with pytest.raises(MappingError, match="externalId template reads range"):
+        mapper_for("t", external_id={"namespace": "ns", "template": "{{ range }}-{{ id }}"})
+
+
+def test_a_column_named_row_is_read_with_row_lookups_and_row_stays_the_whole_row():
+    mapper = mapper_for(
+        "t",
+        [
+            {"type": "text", "text": "{{ row['row'] }}/{{ row['id'] }}"},
+            {"type": "plain_text", "text": "{{ row | length }}"},
+        ],
+    )
+    values = {"id": "7", "email": "a@b.example", "at": "2024-01-01T00:00:00Z", "row": "R"}
+    event = map_row(mapper, SourceRow("in.csv", "2", values), "ns_1")
+    assert isinstance(event, Event)
+    assert event.input["components"][0] == {"componentText": {"text": "R/7"}}
+    assert event.input["components"][1] == {"componentPlainText": {"plainText": "4"}}
+
+
+def test_when_treats_blank_as_empty_and_literals_as_literals():
+    mapper = mapper_for(
+        "t",
+        [
+            {"type": "text", "text": "{{ body }}", "when": "body"},
+            {"type": "plain_text", "text": "always", "when": "true"},
+            {"type": "plain_text", "text": "never", "when": "false"},
+        ],
+    )
+    values = {"id": "1", "email": "a@b.example", "at": "2024-01-01T00:00:00Z", "body": "   "}
+    event = map_row(mapper, SourceRow("in.csv", "2", values), "ns_1")
+    assert isinstance(event, Event)
+    assert event.input["components"] == [{"componentPlainText": {"plainText": "always"}}]
+
+
+def test_templates_cannot_change_the_row():
+    mapper = mapper_for("{{ row.update({'email': 'evil@x.example'}) }}")
+    values = {"id": "1", "email": "a@b.example", "at": "2024-01-01T00:00:00Z"}
+    result = map_row(mapper, SourceRow("in.csv", "2", values), "ns_1")
+    assert isinstance(result, Invalid) and result.problem.code == "template"
+    assert values["email"] == "a@b.example"
+
+
+def test_lengths_count_utf16_units_as_plain_does():
+    mapper = mapper_for("t", [{"type": "badge", "label": "{{ body }}"}])
+    base = {"id": "1", "email": "a@b.example", "at": "2024-01-01T00:00:00Z"}
+    ok = map_row(mapper, SourceRow("in.csv", "2", base | {"body": "🚀" * 250}), "ns_1")
+    assert isinstance(ok, Event)
+    too_long = map_row(mapper, SourceRow("in.csv", "2", base | {"body": "🚀" * 251}), "ns_1")
+    assert isinstance(too_long, Invalid) and "502 characters" in too_long.problem.message
+    cut = mapper_for("t", [{"type": "badge", "label": "{{ body }}", "too_long": "truncate"}])
+    event = map_row(cut, SourceRow("in.csv", "2", base | {"body": "a" + "🚀" * 300}), "ns_1")
+    assert isinstance(event, Event)
+    label = event.input["components"][0]["componentBadge"]["badgeLabel"]
+    assert len(label.encode("utf-16-le")) // 2 <= 500 and label.endswith("…")
