@@ -24,7 +24,7 @@ def _given(value: Any) -> Any:
 @click.version_option(package_name="plain-backfill")
 @click.option("-v", "--verbose", count=True, help="More log lines on stderr (-v info, -vv debug).")
 def cli(verbose: int) -> None:
-    """Backfill historical activity into Plain as customer events, exactly once."""
+    """Backfill historical activity into Plain as customer or thread events, exactly once."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2:
