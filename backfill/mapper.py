@@ -349,15 +349,17 @@ class _Build:
     def checked(self, part: _Part, text: str) -> str:
         field, template = part.field, part.template
         assert template is not None
-        if field.max_len is not None and js_length(text) > field.max_len:
+        limit = field.max_len
+        # Half the limit in characters is within it in UTF-16 units: skip the count.
+        if limit is not None and len(text) * 2 > limit and js_length(text) > limit:
             if part.policy == "truncate":
                 self.truncated.append(template.key)
-                return _cut(text, field.max_len - js_length(ELLIPSIS)) + ELLIPSIS
+                return _cut(text, limit - js_length(ELLIPSIS)) + ELLIPSIS
             raise _RowInvalid(
                 _problem(
                     "too_long",
                     f"{template.key} is {js_length(text)} characters; Plain allows at most "
-                    f'{field.max_len} (or set too_long = "truncate")',
+                    f'{limit} (or set too_long = "truncate")',
                     template,
                 )
             )

@@ -645,7 +645,7 @@ def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key:
     if bare and bare.group(0) not in _NOT_COLUMNS:
         column = bare.group(0)
         # Blank counts as empty, as a template that renders blank does.
-        return Condition(source, key, frozenset({column}), lambda ctx: bool(ctx[column].strip()))
+        return Condition(source, key, frozenset({column}), lambda ctx: _filled(ctx[column]))
     try:
         env.parse("{{ (" + source + ") }}")
     except jinja2.TemplateSyntaxError as exc:
@@ -656,6 +656,10 @@ def compile_condition(env: SandboxedEnvironment, source: str, *, file: str, key:
         env, "{% if (" + source + ") %}1{% endif %}", file=file, key=key, what="expression"
     )
     return Condition(source, key, _columns_of(ast), lambda ctx: render(ctx) == "1")
+
+
+def _filled(value: str) -> bool:
+    return bool(value) and not value.isspace()
 
 
 def context(values: Mapping[str, str]) -> dict[str, Any]:
