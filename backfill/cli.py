@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -82,8 +82,7 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
                 settings, progress=display.update, notice=display.notice, handle_signals=True
             )
     except BackfillError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     click.echo(render_summary(summary))
     sys.exit(summary.exit_code)
 
@@ -116,8 +115,7 @@ def validate(
             upsert_customers=upsert_customers,
         )
     except BackfillError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     click.echo(render_validation(summary))
     sys.exit(summary.exit_code)
 
@@ -150,8 +148,7 @@ def preview(
             sources, mapping, n=count, lines=lines, upsert_customers=upsert_customers
         )
     except BackfillError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
@@ -166,8 +163,7 @@ def init(source: str, output: str, force: bool) -> None:
     try:
         write_starter(source, output, force=force)
     except BackfillError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(exc)
     click.echo(f"wrote {output}: check the lines marked '# check:', then run")
     click.echo(f"  backfill validate {source} --mapping {output}")
 
@@ -200,6 +196,11 @@ def fake_plain(
         window_s=window,
         api_keys=dict(fakeplain.parse_api_key(text) for text in api_keys),
     )
+
+
+def _fail(exc: BackfillError) -> NoReturn:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)
 
 
 class _ProgressDisplay:

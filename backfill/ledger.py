@@ -291,6 +291,13 @@ class SqliteLedger:
         except sqlite3.Error as exc:
             raise self._failed(exc) from None
 
+    def _where_in(self, sql: str, keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
+        """Run `sql` (with `{marks}` in its IN list) for the keys, 500 at a time."""
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _LOOKUP_BATCH):
+            batch = wanted[start : start + _LOOKUP_BATCH]
+            yield from self._execute(sql.format(marks=",".join("?" * len(batch))), batch)
+
     def _failed(self, exc: sqlite3.Error) -> LedgerError:
         return LedgerError(f"the ledger {self.path} failed: {exc}; nothing more is sent")
 
@@ -370,20 +377,15 @@ class SqliteLedger:
 
     def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]:
         """What the ledger holds for these ids (one query per 500 ids, never per row)."""
-        ids = list(dict.fromkeys(external_ids))
         found: dict[str, LedgerEntry] = {}
-        for start in range(0, len(ids), _LOOKUP_BATCH):
-            batch = ids[start : start + _LOOKUP_BATCH]
-            marks = ",".join("?" * len(batch))
-            for row in self._execute(
-                "SELECT external_id, status, payload_hash, mapping_hash, "
-                "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
-                "COALESCE(code, ''), COALESCE(message, ''), attempts, "
-                "COALESCE(event_timestamp, '') FROM events "
-                f"WHERE external_id IN ({marks})",
-                batch,
-            ):
-                found[row[0]] = LedgerEntry(row[0], Status(row[1]), *row[2:])
+        for row in self._where_in(
+            "SELECT external_id, status, payload_hash, mapping_hash, "
+            "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
+            "COALESCE(code, ''), COALESCE(message, ''), attempts, "
+            "COALESCE(event_timestamp, '') FROM events WHERE external_id IN ({marks})",
+            external_ids,
+        ):
+            found[row[0]] = LedgerEntry(row[0], Status(row[1]), *row[2:])
         return found
 
     def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
@@ -404,16 +406,11 @@ class SqliteLedger:
             inserted = self._conn.total_changes - before
         if inserted < len(first):
             # Some ids were seen in an earlier chunk: the table holds where.
-            ids = list(first)
-            for start in range(0, len(ids), _LOOKUP_BATCH):
-                batch = ids[start : start + _LOOKUP_BATCH]
-                marks = ",".join("?" * len(batch))
-                for ext_id, source, position in self._execute(
-                    "SELECT external_id, source, position FROM seen"
-                    f" WHERE external_id IN ({marks})",
-                    batch,
-                ):
-                    first[ext_id] = (source, position)
+            for ext_id, source, position in self._where_in(
+                "SELECT external_id, source, position FROM seen WHERE external_id IN ({marks})",
+                first,
+            ):
+                first[ext_id] = (source, position)
         return {
             ext_id: first[ext_id]
             for ext_id, source, position in rows
@@ -539,17 +536,13 @@ class SqliteLedger:
 
     def customers(self, identifiers: Iterable[str]) -> dict[str, CustomerRecord]:
         """Upsert outcomes recorded for these customers (`emailAddress:ada@x.example`...)."""
-        wanted = list(dict.fromkeys(identifiers))
         found: dict[str, CustomerRecord] = {}
-        for start in range(0, len(wanted), _LOOKUP_BATCH):
-            batch = wanted[start : start + _LOOKUP_BATCH]
-            marks = ",".join("?" * len(batch))
-            for row in self._execute(
-                "SELECT identifier, status, COALESCE(plain_customer_id, ''), COALESCE(code, ''),"
-                f" COALESCE(message, '') FROM customers WHERE identifier IN ({marks})",
-                batch,
-            ):
-                found[row[0]] = CustomerRecord(row[0], Status(row[1]), *row[2:])
+        for row in self._where_in(
+            "SELECT identifier, status, COALESCE(plain_customer_id, ''), COALESCE(code, ''),"
+            " COALESCE(message, '') FROM customers WHERE identifier IN ({marks})",
+            identifiers,
+        ):
+            found[row[0]] = CustomerRecord(row[0], Status(row[1]), *row[2:])
         return found
 
     def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:

@@ -156,6 +156,20 @@ async def arun(
         ledger.close()
 
 
+def _issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
+    """The result line of a row that never became an event."""
+    return ResultRow(
+        run_id=run_id,
+        external_id=issue.external_id,
+        status=str(status),
+        source=issue.source,
+        position=issue.position,
+        column=issue.problem.column,
+        code=issue.problem.code,
+        message=issue.problem.message,
+    )
+
+
 def _upsertable(event: Event) -> Event | Invalid:
     """With --upsert-customers, a customer event whose customer cannot be upserted is invalid."""
     if not event.customer or event.upsert is not None:
@@ -361,19 +375,7 @@ class _Job:
         if not self.settings.dry_run:
             self.ledger.record_issues(self.run_id, issues)
         for issue, status in issues:
-            self._write(
-                ResultRow(
-                    run_id=self.run_id,
-                    external_id=issue.external_id,
-                    status=str(status),
-                    source=issue.source,
-                    position=issue.position,
-                    column=issue.problem.column,
-                    code=issue.problem.code,
-                    message=issue.problem.message,
-                ),
-                status,
-            )
+            self._write(_issue_row(self.run_id, issue, status), status)
         return events
 
     def _settled_earlier(self, item: Planned) -> None:
@@ -787,18 +789,7 @@ def validate(
                     where = f"{mapped.source}:{mapped.position}"
                     column = f" [{problem.column}]" if problem.column else ""
                     seen.append(f"{where}{column} {problem.message}")
-                results.write(
-                    ResultRow(
-                        run_id=check_id,
-                        external_id=mapped.external_id,
-                        status=str(Status.INVALID),
-                        source=mapped.source,
-                        position=mapped.position,
-                        column=problem.column,
-                        code=problem.code,
-                        message=problem.message,
-                    )
-                )
+                results.write(_issue_row(check_id, mapped, Status.INVALID))
             if progress is not None:
                 progress(rows)
     results.close()
