@@ -211,6 +211,9 @@ class SqliteLedger:
                 "CREATE TEMP TABLE seen (external_id TEXT PRIMARY KEY, source TEXT, position TEXT)"
                 " WITHOUT ROWID"
             )
+            conn.execute(
+                "CREATE TEMP TABLE seen_customers (identifier TEXT PRIMARY KEY) WITHOUT ROWID"
+            )
             ledger = cls(path, conn, lock)
             if writable:
                 ledger._migrate()
@@ -544,6 +547,12 @@ class SqliteLedger:
         ):
             found[row[0]] = CustomerRecord(row[0], Status(row[1]), *row[2:])
         return found
+
+    def first_customer_sighting(self, identifier: str) -> bool:
+        """Whether this run meets the customer for the first time (a temp table, like `seen`)."""
+        with self._transaction(immediate=False) as cur:
+            cur.execute("INSERT OR IGNORE INTO seen_customers VALUES (?)", (identifier,))
+            return cur.rowcount == 1
 
     def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
         """Record one customer's upsert outcome (one row per customer, the latest wins)."""

@@ -619,7 +619,15 @@ class _Job:
     def _would_send(self, event: Event) -> None:
         status = self._ledger_status.pop(event.external_id, "new")
         self.counts.add("would_send")
-        self.results.write_would_send(event, ledger_status=status)
+        upsert = ""
+        if self.settings.upsert_customers and event.customer:
+            # The first event of a customer the ledger has not seen upserted goes after it.
+            if self.ledger.first_customer_sighting(event.customer):
+                known = self.ledger.customers([event.customer]).get(event.customer)
+                if known is None or known.status != Status.DELIVERED:
+                    upsert = event.customer
+                    self.customers_upserted += 1
+        self.results.write_would_send(event, ledger_status=status, upsert_first=upsert)
 
     def _unsent(self, event: Event) -> None:
         note = "not sent: the run stopped; it is sent next run"

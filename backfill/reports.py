@@ -29,6 +29,7 @@ WOULD_SEND_COLUMNS: Final = (
     "position",
     "event_timestamp",
     "note",
+    "upsert_first",
     "variables",
 )
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
@@ -73,7 +74,7 @@ class ResultsWriter:
         writer.writerow(columns)
         return fh, writer
 
-    def write_would_send(self, event: Event, *, ledger_status: str) -> None:
+    def write_would_send(self, event: Event, *, ledger_status: str, upsert_first: str = "") -> None:
         """A dry run's row that a real run would send, with the exact variables."""
         assert self._would_send is not None, "not a dry run"
         self._would_send[1].writerow(
@@ -85,6 +86,7 @@ class ResultsWriter:
                 event.position,
                 event.timestamp,
                 neutralise(event.note),
+                neutralise(upsert_first),
                 json.dumps({"input": event.input}, ensure_ascii=False, sort_keys=True),
             ]
         )
@@ -187,7 +189,8 @@ def render_summary(summary: RunSummary) -> str:
             "are rejected with not_found; --upsert-customers creates them)"
         )
     if summary.customers_upserted:
-        lines.append(f"  customers upserted {summary.customers_upserted}")
+        what = "customers to upsert" if summary.dry_run else "customers upserted"
+        lines.append(f"  {what:<18} {summary.customers_upserted}")
     lines.append(f"  requests           {summary.requests} ({summary.rate_limited} rate-limited)")
     lines.append(
         f"  elapsed            {summary.elapsed_s:.1f}s, {summary.events_per_s:.1f} events/s"

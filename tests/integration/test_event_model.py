@@ -285,3 +285,49 @@ def test_preview_says_when_no_record_starts_on_a_line(tmp_path):
     assert shown[0]["line"] == "2" and "variables" in shown[0]
     assert [s["line"] for s in shown[1:]] == ["3", "99"]
     assert all(s["missing"] == "no record starts on this line" for s in shown[1:])
+
+
+def test_a_dry_run_with_upserts_lists_the_customers_it_would_upsert(fake_plain, tmp_path):
+    rows = [row(n, f"c{n % 3}@acme.example") for n in range(9)]
+    source = write_rows(tmp_path / "d.csv", rows)
+    mapping = write_mapping(tmp_path / "m.toml")
+
+    def dry():
+        return run(
+            settings_for(
+                fake_plain,
+                tmp_path,
+                sources=(source,),
+                mapping=mapping,
+                upsert_customers=True,
+                dry_run=True,
+            )
+        )
+
+    before = dry()
+    assert before.customers_upserted == 3 and before.counts == {"would_send": 9}
+    would = pd.read_csv(f"{before.results_dir}/would_send.csv", dtype=str, keep_default_na=False)
+    assert sorted(would.loc[would["upsert_first"] != "", "upsert_first"]) == [
+        f"emailAddress:c{n}@acme.example" for n in range(3)
+    ]
+    run(
+        settings_for(
+            fake_plain, tmp_path, sources=(source,), mapping=mapping, upsert_customers=True
+        )
+    )
+    more = write_rows(
+        tmp_path / "d.csv", [*rows, row(50, "c1@acme.example"), row(51, "new@acme.example")]
+    )
+    after = run(
+        settings_for(
+            fake_plain,
+            tmp_path,
+            sources=(more,),
+            mapping=mapping,
+            upsert_customers=True,
+            dry_run=True,
+        )
+    )
+    assert after.counts == {"delivered": 9, "would_send": 2}
+    assert after.customers_upserted == 1  # only the new customer
+    assert fake_plain.stats().by_operation["upsertCustomer"] == 3
