@@ -178,9 +178,11 @@ def _open(path: str, options: CsvOptions) -> tuple[io.TextIOWrapper, io.Buffered
     """The file as text (undecodable bytes kept as surrogates) and the bytes beneath it."""
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed with the text wrapper
-        text = io.TextIOWrapper(
-            raw, encoding=options.encoding, errors="surrogateescape", newline=""
-        )
+        encoding = options.encoding
+        if raw.peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            # A UTF-16 byte-order mark (Excel's "Unicode text"): the BOM says how to read it.
+            encoding = "utf-16"
+        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
         return text, raw
     except FileNotFoundError:
         raise SourceError("no such file", file=path) from None

@@ -144,3 +144,17 @@ def test_latin1_bytes_name_the_likely_encoding(tmp_path):
     assert row.problem is not None and "not valid UTF-8 (a Latin-1" in row.problem.message
     with pytest.raises(SourceError, match="not valid UTF-8"):
         read_header(write(tmp_path, "caf\xe9,b\n".encode("latin-1"), "h.csv"))
+
+
+def test_a_utf16_file_with_a_byte_order_mark_is_read(tmp_path):
+    text = 'id,name\r\n1,Zoë 🚀\r\n2,"multi\r\nline"\r\n'
+    for encoding in ("utf-16-le", "utf-16-be"):
+        bom = "\ufeff".encode(encoding)
+        path = write(tmp_path, bom + text.encode(encoding), f"{encoding}.csv")
+        assert read_header(path) == ["id", "name"]
+        rows = list(read_rows(path))
+        assert [r.values for r in rows] == [
+            {"id": "1", "name": "Zoë 🚀"},
+            {"id": "2", "name": "multi\r\nline"},
+        ]
+        assert [r.position for r in rows] == ["2", "3"]
