@@ -20,6 +20,16 @@ PREFLIGHT = {
 }
 
 
+CREATED = {
+    "data": {
+        "createCustomerEvent": {
+            "customerEvent": {"id": "tev_1", "customerId": "c"},
+            "error": None,
+        }
+    }
+}
+
+
 def settings(tmp_path, **given):
     return resolve(
         sources=(SAMPLE,),
@@ -66,19 +76,7 @@ async def test_an_unexpected_error_stops_the_run_with_exit_2_instead_of_hanging(
         return real_map_row(mapper, row, external_id, **options)
 
     monkeypatch.setattr(pipeline_module, "map_row", exploding)
-    ok = transport(
-        lambda request: httpx.Response(
-            200,
-            json={
-                "data": {
-                    "createCustomerEvent": {
-                        "customerEvent": {"id": "tev_1", "customerId": "c"},
-                        "error": None,
-                    }
-                }
-            },
-        )
-    )
+    ok = transport(lambda request: httpx.Response(200, json=CREATED))
     summary = await asyncio.wait_for(arun(settings(tmp_path, chunk_rows=10), transport=ok), 30)
     assert summary.exit_code == 2
     assert "internal error: RuntimeError: bug" in summary.message
@@ -103,19 +101,7 @@ async def test_a_ledger_failure_mid_run_stops_with_exit_2(tmp_path, monkeypatch)
         return real(self, *args, **kwargs)
 
     monkeypatch.setattr(SqliteLedger, "record_outcomes", failing)
-    ok = transport(
-        lambda request: httpx.Response(
-            200,
-            json={
-                "data": {
-                    "createCustomerEvent": {
-                        "customerEvent": {"id": "tev_1", "customerId": "c"},
-                        "error": None,
-                    }
-                }
-            },
-        )
-    )
+    ok = transport(lambda request: httpx.Response(200, json=CREATED))
     summary = await asyncio.wait_for(arun(settings(tmp_path, limit=50), transport=ok), 30)
     assert summary.exit_code == 2
     assert "disk I/O error" in summary.message
