@@ -41,7 +41,32 @@ def cli(verbose: int) -> None:
 @click.option(
     "--results-dir", help="Where each run's folder of result files goes [default: results]."
 )
-@click.option("--rate", help="Request budget, e.g. 450/min or 7.5/s [default: 450/min].")
+@click.option(
+    "--rate",
+    help="Request budget, e.g. 450/min or 7.5/s, or auto to learn it from Plain's rate-limit "
+    "headers [default: 450/min].",
+)
+@click.option(
+    "--headroom",
+    help="With --rate auto: the share of the budget left to other integrations, e.g. 10% "
+    "[default: 10%].",
+)
+@click.option(
+    "--events-per-request",
+    type=int,
+    help="Events in one GraphQL request (aliased mutations), 1 to 100 [default: 1]. Whether "
+    "Plain counts such a request once is not documented; lowered if Plain refuses it.",
+)
+@click.option(
+    "--outage-limit",
+    help="Stop with exit 5 when Plain has not answered for this long, e.g. 90s, 10m "
+    "[default: 10m].",
+)
+@click.option(
+    "--max-failures",
+    help="Stop with exit 3 when more rows than this are invalid or rejected: a count (50) or "
+    "a share of the rows answered so far (2%, judged after 100 rows).",
+)
 @click.option("--concurrency", type=int, help="Requests in flight at once [default: 4].")
 @click.option(
     "--max-retries", type=int, help="Retries for 5xx, timeouts, dropped connections [default: 5]."

@@ -21,6 +21,11 @@ DEFAULT_TIMEOUT_S: Final = 30.0
 DEFAULT_RESULTS_DIR: Final = "results"
 DEFAULT_LEDGER_DIR: Final = ".backfill"
 DEFAULT_CHUNK_ROWS: Final = 1000
+DEFAULT_OUTAGE_LIMIT: Final = "10m"
+DEFAULT_HEADROOM: Final = "10%"
+#: The rate `--rate auto` starts from, until Plain's headers tell the budget.
+AUTO_START_RATE: Final = DEFAULT_RATE
+MAX_EVENTS_PER_REQUEST: Final = 100
 
 ENV_API_KEY: Final = "PLAIN_API_KEY"
 ENV_API_URL: Final = "PLAIN_API_URL"
@@ -57,10 +62,33 @@ class Settings:
     upsert_customers: bool = False
     dry_run: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    events_per_request: int = 1
+    outage_limit: str = DEFAULT_OUTAGE_LIMIT
+    max_failures: str = ""
+    headroom: str = DEFAULT_HEADROOM
+
+    @property
+    def rate_auto(self) -> bool:
+        """`--rate auto`: learn the budget from Plain's rate-limit headers."""
+        return self.rate.strip().lower() == "auto"
 
     @property
     def rate_per_s(self) -> float:
-        return parse_rate(self.rate)
+        """The configured rate, or where `--rate auto` starts."""
+        return parse_rate(AUTO_START_RATE if self.rate_auto else self.rate)
+
+    @property
+    def outage_limit_s(self) -> float:
+        return parse_duration(self.outage_limit)
+
+    @property
+    def headroom_share(self) -> float:
+        """The share of a learned budget left unused, 0..0.9."""
+        return parse_share(self.headroom)
+
+    @property
+    def failure_limit(self) -> FailureLimit | None:
+        return FailureLimit.parse(self.max_failures) if self.max_failures.strip() else None
 
     def public(self) -> dict[str, Any]:
         """The options worth recording with a run: no key, no credentials in URLs."""
@@ -77,7 +105,99 @@ class Settings:
             "allow_id_change": self.allow_id_change,
             "upsert_customers": self.upsert_customers,
             "dry_run": self.dry_run,
+            "events_per_request": self.events_per_request,
+            "outage_limit": self.outage_limit,
+            "max_failures": self.max_failures,
+            "headroom": self.headroom,
         }
+
+
+#: How many answered rows a percentage of failures is judged on, at the least.
+MIN_ANSWERS_FOR_SHARE: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class FailureLimit:
+    """`--max-failures`: a count of failed rows, or a share of the rows answered so far."""
+
+    count: int | None = None
+    share: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> FailureLimit:
+        """`50` (rows) or `2%` (of the rows answered so far).
+
+        >>> FailureLimit.parse("2.5%").share
+        0.025
+        """
+        value = text.strip()
+        try:
+            if value.endswith("%"):
+                share = float(value[:-1]) / 100
+                if not 0 <= share < 1:
+                    raise ValueError
+                return cls(share=share)
+            count = int(value)
+            if count < 0:
+                raise ValueError
+            return cls(count=count)
+        except ValueError:
+            raise ValueError(
+                f"not a failure limit: {text!r} (write a number of rows, e.g. 50, or a share "
+                "below 100%, e.g. 2%)"
+            ) from None
+
+    def exceeded(self, failed: int, answered: int, read: int) -> bool:
+        """Do `failed` rows (invalid or rejected) go over the limit?
+
+        A share is of the rows read so far (invalid rows are known as soon as they are
+        read, the others once Plain answers), judged once `MIN_ANSWERS_FOR_SHARE` rows
+        have their answer.
+
+        >>> FailureLimit(share=0.1).exceeded(failed=20, answered=99, read=150)
+        False
+        >>> FailureLimit(share=0.1).exceeded(failed=20, answered=100, read=150)
+        True
+        """
+        if self.count is not None:
+            return failed > self.count
+        assert self.share is not None
+        return answered >= MIN_ANSWERS_FOR_SHARE and failed > self.share * max(answered, read)
+
+    def __str__(self) -> str:
+        return f"{self.count} rows" if self.count is not None else f"{self.share:.1%}"
+
+
+_DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from `90`, `90s`, `10m` or `1h`.
+
+    >>> parse_duration("10m")
+    600.0
+    """
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 10m or 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[match.group(2) or "s"]
+
+
+def parse_share(text: str) -> float:
+    """A share from `10%` (or `10`), at most 90%.
+
+    >>> parse_share("25%")
+    0.25
+    """
+    value = text.strip().removesuffix("%")
+    try:
+        share = float(value) / 100
+    except ValueError:
+        share = -1.0
+    if not 0 <= share <= 0.9:
+        raise ValueError(f"not a share: {text!r} (write a percentage from 0% to 90%, e.g. 10%)")
+    return share
 
 
 def default_ledger(mapping: str) -> str:
@@ -169,16 +289,29 @@ def _option(name: str) -> str:
 
 
 def _check(settings: Settings) -> None:
-    try:
-        settings.rate_per_s  # noqa: B018 - parsing is the check
-    except ValueError as exc:
-        raise ConfigError(f"{_option('rate')}: {exc}") from None
+    checks = [
+        ("rate", "rate_per_s"),
+        ("outage_limit", "outage_limit_s"),
+        ("headroom", "headroom_share"),
+        ("max_failures", "failure_limit"),
+    ]
+    for name, parsed in checks:
+        try:
+            getattr(settings, parsed)  # parsing is the check
+        except ValueError as exc:
+            raise ConfigError(f"{_option(name)}: {exc}") from None
     limits = [
         ("concurrency", settings.concurrency >= 1, "at least 1"),
         ("max_retries", settings.max_retries >= 0, "0 or more"),
         ("limit", settings.limit is None or settings.limit >= 0, "0 or more"),
         ("timeout_s", settings.timeout_s > 0, "above zero"),
         ("chunk_rows", settings.chunk_rows >= 1, "at least 1"),
+        (
+            "events_per_request",
+            1 <= settings.events_per_request <= MAX_EVENTS_PER_REQUEST,
+            f"from 1 to {MAX_EVENTS_PER_REQUEST}",
+        ),
+        ("outage_limit", settings.outage_limit_s > 0, "above zero"),
     ]
     for name, ok, wanted in limits:
         if not ok:

@@ -12,6 +12,7 @@ BackfillError
     RateLimited      HTTP 429; wait for the window to reset
     Rejected         Plain refused the event (validation, unknown customer...)
     Transient        5xx, timeouts, dropped connections
+      Unreachable    no answer for longer than the outage limit (exit 5)
 ```
 
 Context is keyword-only. This module imports nothing from `backfill`. Messages
@@ -105,3 +106,9 @@ class Transient(PlainError):
     """A failure that may pass: 5xx, timeouts, dropped connections."""
 
     retryable = True
+
+
+class Unreachable(Transient):
+    """Plain gave no answer for longer than the outage limit: the run stops, rows stay retryable."""
+
+    exit_code = 5

@@ -10,6 +10,11 @@ permission checks, ``MutationError`` results for the rules the schema cannot exp
 never answered, latency, outages). It records what it received so tests can assert that
 each event was created exactly once.
 
+A document may hold several aliased mutations; they run in order and each alias gets its
+own output. Whether Plain accepts such documents, and how its rate limit counts them, is
+undocumented, so both are settings: ``max_mutations`` refuses documents with more
+top-level mutations, and ``count_mutations`` charges one rate-limit unit per mutation.
+
 It depends only on the standard library and graphql-core, and shares no code with the
 client side of the package, so the two cannot agree on a mistake.
 
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import random
 import re
 import signal
@@ -52,11 +58,20 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from graphql import (
+    BooleanValueNode,
     DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
     GraphQLResolveInfo,
     GraphQLSchema,
+    InlineFragmentNode,
+    OperationDefinitionNode,
     OperationType,
+    SelectionNode,
+    SelectionSetNode,
+    VariableNode,
     build_schema,
     execute_sync,
     parse,
@@ -110,9 +125,11 @@ class Faults:
 
     ``error_500``, ``drop`` and ``applied_then_drop`` are probabilities for each request
     whose operation is a mutation; the request draws once from ``random.Random(seed)``
-    and the three split that draw, so their sum must not exceed 1. ``fail_next`` answers
-    the next N mutation requests with a 500 before any draw. ``latency_ms`` delays every
-    answered GraphQL request by a uniform amount. ``outage_until`` is a
+    and the three split that draw, so their sum must not exceed 1. A fault hits the
+    request as a whole: ``applied_then_drop`` applies every mutation in it, ``error_500``
+    and ``drop`` none; requests refused for ``max_mutations`` draw nothing. ``fail_next``
+    answers the next N mutation requests with a 500 before any draw. ``latency_ms``
+    delays every answered GraphQL request by a uniform amount. ``outage_until`` is a
     ``time.monotonic()`` deadline before which every request gets a 503. Replacing a
     server's ``faults`` restarts the draws from the new seed.
 
@@ -151,6 +168,10 @@ class Stats:
 
     ``creations`` and ``create_attempts`` are keyed by the event's ``externalId`` (``""``
     when none was given); in a correct run every ``creations`` value is 1.
+    ``max_requests_in_window`` counts requests, whatever each cost. ``mutations`` counts
+    top-level mutation fields in requests answered with a 200; ``max_mutations_in_request``
+    is the most in one admitted request, including refused and faulted ones.
+    ``refused_documents`` counts requests refused for exceeding ``max_mutations``.
     """
 
     requests: int
@@ -164,6 +185,9 @@ class Stats:
     drops: int
     applied_then_drops: int
     max_requests_in_window: int
+    refused_documents: int
+    mutations: int
+    max_mutations_in_request: int
     events: list[dict[str, Any]]
 
 
@@ -180,6 +204,9 @@ class _Counters:
     drops: int = 0
     applied_then_drops: int = 0
     max_requests_in_window: int = 0
+    refused_documents: int = 0
+    mutations: int = 0
+    max_mutations_in_request: int = 0
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def snapshot(self) -> Stats:
@@ -195,8 +222,20 @@ class _Counters:
             drops=self.drops,
             applied_then_drops=self.applied_then_drops,
             max_requests_in_window=self.max_requests_in_window,
+            refused_documents=self.refused_documents,
+            mutations=self.mutations,
+            max_mutations_in_request=self.max_mutations_in_request,
             events=[dict(event) for event in self.events],
         )
+
+
+@dataclass(slots=True)
+class _Window:
+    """One workspace's current rate-limit window: budget units spent and requests admitted."""
+
+    index: int
+    units: int = 0
+    requests: int = 0
 
 
 @dataclass(slots=True)
@@ -792,6 +831,16 @@ class _Handler(BaseHTTPRequestHandler):
 class FakePlain:
     """A Plain-compatible GraphQL server on a local port, serving from a daemon thread.
 
+    ``max_mutations``, ``count_mutations`` and ``retry_after_s`` may be changed while it
+    serves. ``max_mutations``: a mutation operation with more top-level fields is refused
+    as a whole with a 400 ``GRAPHQL_VALIDATION_FAILED``, nothing applied (``None``: no
+    limit). ``count_mutations``: each top-level mutation costs one unit of the rate-limit
+    budget (a query costs 1), and a request needing more units than remain gets a 429
+    with nothing applied; when False every request costs 1. The cost is taken from the
+    document before anything else, so a refused document costs its mutations too, and a
+    request with more mutations than ``rate_limit`` is never admitted. ``retry_after_s``:
+    429s carry a ``Retry-After`` header of that many seconds, rounded up (``None``: none).
+
     >>> with FakePlain(api_keys={"k": ApiKey()}, rate_limit=5, window_s=1.0) as fake:
     ...     fake.url.endswith("/graphql/v1")
     True
@@ -808,12 +857,20 @@ class FakePlain:
         workspace_name: str = "Fake Workspace",
         unknown_customers: Collection[str] = (),
         faults: Faults | None = None,
+        max_mutations: int | None = None,
+        count_mutations: bool = False,
+        retry_after_s: float | None = None,
     ) -> None:
         if rate_limit < 1:
             raise ValueError(f"rate_limit must be >= 1, got {rate_limit}")
         if window_s <= 0:
             raise ValueError(f"window_s must be > 0, got {window_s}")
+        _check_max_mutations(max_mutations)
+        _check_retry_after(retry_after_s)
         self.faults = faults if faults is not None else Faults()
+        self._max_mutations = max_mutations
+        self._count_mutations = count_mutations
+        self._retry_after_s = retry_after_s
         self._host = host
         self._port = port
         self._api_keys = dict(api_keys) if api_keys is not None else {DEFAULT_API_KEY: ApiKey()}
@@ -823,8 +880,7 @@ class FakePlain:
         self._lock = threading.Lock()
         self._backend = _Backend(workspace_name=workspace_name, unknown_customers=unknown_customers)
         self._documents: dict[str, DocumentNode | _BadRequest] = {}
-        # workspace id -> (window index, requests accepted in it)
-        self._windows: dict[str, tuple[int, int]] = {}
+        self._windows: dict[str, _Window] = {}
         self._epoch = time.monotonic()
         self._wall_epoch = time.time()
         self._random = random.Random(self.faults.seed)
@@ -839,6 +895,41 @@ class FakePlain:
             raise RuntimeError("FakePlain is not started; call start() or use it as a context")
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}{GRAPHQL_PATH}"
+
+    @property
+    def max_mutations(self) -> int | None:
+        """The most top-level mutations a document may hold, or ``None`` for no limit."""
+        with self._lock:
+            return self._max_mutations
+
+    @max_mutations.setter
+    def max_mutations(self, value: int | None) -> None:
+        _check_max_mutations(value)
+        with self._lock:
+            self._max_mutations = value
+
+    @property
+    def count_mutations(self) -> bool:
+        """Whether each top-level mutation costs a rate-limit unit (else each request does)."""
+        with self._lock:
+            return self._count_mutations
+
+    @count_mutations.setter
+    def count_mutations(self, value: bool) -> None:
+        with self._lock:
+            self._count_mutations = value
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The ``Retry-After`` seconds sent with 429s, or ``None`` to send no header."""
+        with self._lock:
+            return self._retry_after_s
+
+    @retry_after_s.setter
+    def retry_after_s(self, value: float | None) -> None:
+        _check_retry_after(value)
+        with self._lock:
+            self._retry_after_s = value
 
     def start(self) -> FakePlain:
         """Bind the port and serve in a daemon thread; return ``self``."""
@@ -940,24 +1031,50 @@ class FakePlain:
             if key is None:
                 counters.unauthenticated += 1
                 return _Reply(401, _error_body("Authentication required", "UNAUTHENTICATED"))
-            admitted, headers = self._admit(key.workspace_id, now)
-            if not admitted:
-                counters.rate_limited += 1
-                body_429 = _error_body("Too Many Requests - Rate limit exceeded", "RATE_LIMITED")
-                return _Reply(429, body_429, headers)
             try:
                 query, variables, operation_name = _parse_request(body)
                 document = self._document(query)
             except _BadRequest as error:
-                return _Reply(400, _error_body(str(error), error.code), headers)
-            operation = get_operation_ast(document, operation_name)
-            if operation is None:
+                bad_request: _BadRequest | None = error
+                document, variables, operation_name = None, None, None
+            else:
+                bad_request = None
+            operation = (
+                get_operation_ast(document, operation_name) if document is not None else None
+            )
+            is_mutation = operation is not None and operation.operation == OperationType.MUTATION
+            mutations = (
+                _root_field_count(document, operation, variables)
+                if document is not None and operation is not None and is_mutation
+                else 0
+            )
+            cost = max(1, mutations) if self._count_mutations else 1
+            admitted, headers = self._admit(key.workspace_id, now, cost)
+            if not admitted:
+                counters.rate_limited += 1
+                if self._retry_after_s is not None:
+                    headers["Retry-After"] = str(math.ceil(self._retry_after_s))
+                body_429 = _error_body("Too Many Requests - Rate limit exceeded", "RATE_LIMITED")
+                return _Reply(429, body_429, headers)
+            if bad_request is not None:
+                return _Reply(400, _error_body(str(bad_request), bad_request.code), headers)
+            if document is None or operation is None:
                 message = "Could not determine which operation to run; set operationName."
                 body_400 = _error_body(message, "OPERATION_RESOLUTION_FAILURE")
                 return _Reply(400, body_400, headers)
-            fault = (
-                self._draw_fault(faults) if operation.operation == OperationType.MUTATION else ""
-            )
+            if is_mutation:
+                counters.max_mutations_in_request = max(
+                    counters.max_mutations_in_request, mutations
+                )
+            limit = self._max_mutations
+            if is_mutation and limit is not None and mutations > limit:
+                counters.refused_documents += 1
+                message = (
+                    "Query complexity limit exceeded: the operation has "
+                    f"{mutations} top-level mutations, at most {limit} are allowed"
+                )
+                return _Reply(400, _error_body(message, "GRAPHQL_VALIDATION_FAILED"), headers)
+            fault = self._draw_fault(faults) if is_mutation else ""
             delay_s = self._draw_latency(faults)
             result = execute_sync(
                 self._schema,
@@ -980,6 +1097,7 @@ class FakePlain:
             if fault == "applied_then_drop":
                 counters.applied_then_drops += 1
                 return _Reply(0, drop=True, delay_s=delay_s)
+            counters.mutations += mutations
             return _Reply(200, result.formatted, headers, delay_s=delay_s)
 
     def _authenticate(self, authorization: str | None) -> ApiKey | None:
@@ -988,21 +1106,22 @@ class FakePlain:
             return None
         return self._api_keys.get(token.strip())
 
-    def _admit(self, workspace_id: str, now: float) -> tuple[bool, dict[str, str]]:
+    def _admit(self, workspace_id: str, now: float, cost: int) -> tuple[bool, dict[str, str]]:
+        """Spend `cost` units of the workspace's window if that many remain."""
         index = int((now - self._epoch) // self._window_s)
-        window_index, count = self._windows.get(workspace_id, (index, 0))
-        if window_index != index:
-            count = 0
-        admitted = count < self._rate_limit
+        window = self._windows.get(workspace_id)
+        if window is None or window.index != index:
+            window = self._windows[workspace_id] = _Window(index)
+        admitted = window.units + cost <= self._rate_limit
         if admitted:
-            count += 1
-            self._windows[workspace_id] = (index, count)
+            window.units += cost
+            window.requests += 1
             counters = self._backend.counters
-            counters.max_requests_in_window = max(counters.max_requests_in_window, count)
+            counters.max_requests_in_window = max(counters.max_requests_in_window, window.requests)
         reset_at = datetime.fromtimestamp(self._wall_epoch + (index + 1) * self._window_s, UTC)
         headers = {
             "x-ratelimit-limit": str(self._rate_limit),
-            "x-ratelimit-remaining": str(self._rate_limit - count),
+            "x-ratelimit-remaining": str(self._rate_limit - window.units),
             "x-ratelimit-reset": _iso_millis(reset_at),
         }
         return admitted, headers
@@ -1039,6 +1158,77 @@ class FakePlain:
     def _draw_latency(self, faults: Faults) -> float:
         low, high = faults.latency_ms
         return self._random.uniform(low, high) / 1000 if high > 0 else 0.0
+
+
+def _check_max_mutations(value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ValueError(f"max_mutations must be >= 1 or None, got {value}")
+
+
+def _check_retry_after(value: float | None) -> None:
+    if value is not None and not value >= 0:
+        raise ValueError(f"retry_after_s must be >= 0 or None, got {value}")
+
+
+def _root_field_count(
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    variables: Mapping[str, Any] | None,
+) -> int:
+    """Count the response keys an operation would execute at its root, ``__typename`` aside.
+
+    Fragments are expanded and ``@skip``/``@include`` are honoured; a repeated response
+    key is one field, as execution merges it.
+    """
+    fragments = {
+        definition.name.value: definition
+        for definition in document.definitions
+        if isinstance(definition, FragmentDefinitionNode)
+    }
+    values = {
+        definition.variable.name.value: definition.default_value.value
+        for definition in operation.variable_definitions or ()
+        if isinstance(definition.default_value, BooleanValueNode)
+    }
+    values.update(variables or {})
+    keys: set[str] = set()
+
+    def collect(selection_set: SelectionSetNode) -> None:
+        for selection in selection_set.selections:
+            if not _included(selection, values):
+                continue
+            if isinstance(selection, FieldNode):
+                if selection.name.value != "__typename":
+                    keys.add((selection.alias or selection.name).value)
+            elif isinstance(selection, InlineFragmentNode):
+                collect(selection.selection_set)
+            elif isinstance(selection, FragmentSpreadNode):
+                fragment = fragments.get(selection.name.value)
+                if fragment is not None:
+                    collect(fragment.selection_set)
+
+    collect(operation.selection_set)
+    return len(keys)
+
+
+def _included(selection: SelectionNode, variables: Mapping[str, Any]) -> bool:
+    for directive in selection.directives or ():
+        name = directive.name.value
+        if name not in ("skip", "include"):
+            continue
+        condition = next(
+            (arg.value for arg in directive.arguments or () if arg.name.value == "if"), None
+        )
+        value: Any
+        if isinstance(condition, BooleanValueNode):
+            value = condition.value
+        elif isinstance(condition, VariableNode):
+            value = variables.get(condition.name.value)
+        else:
+            continue
+        if (name == "skip" and value is True) or (name == "include" and value is False):
+            return False
+    return True
 
 
 def _parse_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:

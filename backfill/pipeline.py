@@ -21,7 +21,7 @@ from typing import Any, Final
 import httpx
 
 from backfill import plain
-from backfill.config import DEFAULT_RESULTS_DIR, Settings, default_ledger
+from backfill.config import DEFAULT_RESULTS_DIR, FailureLimit, Settings, default_ledger
 from backfill.errors import (
     AuthError,
     BackfillError,
@@ -57,12 +57,15 @@ log = logging.getLogger(__name__)
 EXIT_OK: Final = 0
 EXIT_FAILED_ROWS: Final = 1
 EXIT_USAGE: Final = 2
+EXIT_MAX_FAILURES: Final = 3
 EXIT_AUTH: Final = 4
 EXIT_UNREACHABLE: Final = 5
 EXIT_SIGNALS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How long in-flight requests may finish after a stop signal before they are left `in_flight`.
 STOP_GRACE_S: Final = 10.0
 HEARTBEAT_S: Final = 10.0
+#: With several events per request: how long a sender waits to fill a request.
+BATCH_FILL_S: Final = 0.05
 #: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
 CUSTOMER_CACHE: Final = 100_000
 
@@ -271,6 +274,7 @@ class _Job:
         #: Dry runs: what the ledger holds for events it would send again.
         self._ledger_status: dict[str, str] = {}
         self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
+        self.failure_limit = settings.failure_limit
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -280,7 +284,9 @@ class _Job:
                 loop.add_signal_handler(signum, self._on_signal, signum)
                 installed.append(signum)
         options = self.settings
-        queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=options.concurrency * 4)
+        # Deep enough that every sender can fill a request, shallow enough to bound memory.
+        depth = options.concurrency * max(4, 2 * options.events_per_request)
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=depth)
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._run_tasks(queue)
@@ -408,55 +414,98 @@ class _Job:
     # --- sending -------------------------------------------------------------------
 
     async def _worker(self, queue: asyncio.Queue[Event | None]) -> None:
-        while True:
-            event = await queue.get()
-            if event is None:
+        closing = False
+        while not closing:
+            batch, closing = await self._take(queue)
+            if not batch:
                 return
             try:
-                await self._deliver(event)
+                await self._deliver(batch)
             except BackfillError as exc:  # e.g. the ledger cannot be written
                 self.stop.set(str(exc), exc.exit_code, exc)
             except Exception as exc:
-                log.exception("unexpected error while sending %s", event.external_id)
+                log.exception("unexpected error while sending %s", batch[0].external_id)
                 self.stop.set(f"internal error: {type(exc).__name__}: {exc}", EXIT_USAGE)
 
-    async def _deliver(self, event: Event) -> None:
-        """Send one event: in_flight in the ledger first, then its answer."""
+    async def _take(self, queue: asyncio.Queue[Event | None]) -> tuple[list[Event], bool]:
+        """The next events to send in one request, and whether the queue has ended."""
+        first = await queue.get()
+        if first is None:
+            return [], True
+        batch = [first]
+        size = self.sender.events_per_request if self.sender else self.settings.events_per_request
+        deadline = time.monotonic() + BATCH_FILL_S
+        while len(batch) < size:
+            try:
+                event = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stop.is_set:
+                    break
+                try:
+                    event = await asyncio.wait_for(queue.get(), left)
+                except TimeoutError:
+                    break
+            if event is None:
+                return batch, True
+            batch.append(event)
+        return batch, False
+
+    async def _deliver(self, batch: list[Event]) -> None:
+        """Send events: in_flight in the ledger first, then their answers."""
         state = "unsent"
         try:
             if self.stop.is_set or not await self._preflight():
-                self._unsent(event)
+                for event in batch:
+                    self._unsent(event)
                 return
             assert self.sender is not None
-            refused = await self._customer_ready(event)
+            refused: dict[str, Outcome] = {}
+            for event in batch:
+                outcome = await self._customer_ready(event)
+                if outcome is not None:
+                    refused[event.external_id] = outcome
             self.ledger.mark_in_flight(
                 self.run_id,
-                [event],
+                batch,
                 mapping_hash=self.spec.hash,
                 claim_s=self.settings.timeout_s * 4,
             )
             state = "in_flight"
-            if refused is not None:
-                outcome, attempts = refused, []
-            else:
-                sent = await self.sender.send(event)
+            sendable = [event for event in batch if event.external_id not in refused]
+            results = await self.sender.send_many(sendable) if sendable else []
+            answers = dict(zip((event.external_id for event in sendable), results, strict=True))
+            outcomes: list[tuple[Event, Outcome]] = []
+            attempts = []
+            for event in batch:
+                sent = answers.get(event.external_id)
+                if sent is None:
+                    outcomes.append((event, refused[event.external_id]))
+                    continue
                 if sent.stop is not None:
-                    self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
-                outcome, attempts = sent.outcome, sent.attempts
-            self.ledger.record_outcomes(self.run_id, [(event, outcome)], attempts)
+                    self.stop.set(str(sent.stop), sent.stop.exit_code, sent.stop)
+                outcomes.append((event, sent.outcome))
+                attempts += sent.attempts
+            self.ledger.record_outcomes(self.run_id, outcomes, attempts)
             state = "recorded"
-            if outcome.status == Status.REJECTED and outcome.code == "not_found" and event.customer:
-                self.unknown_customers.add(event.customer)
-            self._write_event(event, outcome)
+            for event, outcome in outcomes:
+                if (
+                    outcome.status == Status.REJECTED
+                    and outcome.code == "not_found"
+                    and event.customer
+                ):
+                    self.unknown_customers.add(event.customer)
+                self._write_event(event, outcome)
             self._report_progress()
         except BaseException:
             # Whatever stopped us (cancellation at the end of a stop, a ledger error),
-            # the row still gets its line in results.csv.
-            if state == "unsent":
-                self._unsent(event)
-            elif state == "in_flight":
-                note = "the run stopped before Plain's answer was recorded; sent again next run"
-                self._write_event(event, Outcome(Status.IN_FLIGHT, attempts=1), note=note)
+            # every row still gets its line in results.csv.
+            for event in batch:
+                if state == "unsent":
+                    self._unsent(event)
+                elif state == "in_flight":
+                    note = "the run stopped before Plain's answer was recorded; sent again next run"
+                    self._write_event(event, Outcome(Status.IN_FLIGHT, attempts=1), note=note)
             raise
 
     async def _customer_ready(self, event: Event) -> Outcome | None:
@@ -499,7 +548,7 @@ class _Job:
         sent = await self.sender.upsert(event.customer, event.upsert)
         self.ledger.record_attempts(self.run_id, sent.attempts)
         if sent.stop is not None:
-            self.stop.set(str(sent.stop), EXIT_AUTH, sent.stop)
+            self.stop.set(str(sent.stop), sent.stop.exit_code, sent.stop)
             return Outcome(
                 Status.RETRYABLE, attempts=0, code=sent.stop.code, message=str(sent.stop)
             )
@@ -538,8 +587,13 @@ class _Job:
                     max_retries=settings.max_retries,
                     timeout_s=settings.timeout_s,
                     concurrency=settings.concurrency,
+                    events_per_request=settings.events_per_request,
+                    outage_limit_s=settings.outage_limit_s,
+                    rate_auto=settings.rate_auto,
+                    headroom=settings.headroom_share,
                 ),
                 transport=self.transport,
+                notice=self.notice,
             )
             try:
                 workspace = await self.sender.preflight()
@@ -657,6 +711,20 @@ class _Job:
     def _write(self, row: ResultRow, status: Status) -> None:
         self.counts.add(status)
         self.results.write(row)
+        if self.failure_limit is not None and status in (Status.INVALID, Status.REJECTED):
+            self._check_failures(self.failure_limit)
+
+    def _check_failures(self, limit: FailureLimit) -> None:
+        by = self.counts
+        failed = by.get(Status.INVALID) + by.get(Status.REJECTED)
+        answered = sum(by.by_status.values()) - by.skipped_done
+        read = by.rows_read - by.skipped_done
+        if limit.exceeded(failed, answered, read) and not self.stop.is_set:
+            self.stop.set(
+                f"stopped by --max-failures {limit}: {failed} of {max(answered, read)} rows "
+                "read so far are invalid or rejected; unsent rows are sent by the next run",
+                EXIT_MAX_FAILURES,
+            )
 
     def _report_progress(self) -> None:
         if self.progress is None:
@@ -684,6 +752,18 @@ class _Job:
         estimate = max(self.counts.rows_read, round(self.counts.rows_read / fraction))
         limit = self.settings.limit
         return min(estimate, limit) if limit is not None else estimate
+
+    def _learnt_budget(self) -> str:
+        auto = self.sender.auto if self.sender else None
+        if auto is None or not auto.limit:
+            return ""
+        window = f"{auto.window_s:g}s window" if auto.window_s else "window (length not seen yet)"
+        return (
+            f"{auto.limit} requests per {window}, {self.settings.headroom} left to other "
+            f"traffic; pace at the end {self.sender.pacer.rate * 60:.0f}/min"
+            if self.sender
+            else ""
+        )
 
     def _summarise(self) -> RunSummary:
         elapsed = time.monotonic() - self.started
@@ -718,6 +798,14 @@ class _Job:
             unknown_customers=len(self.unknown_customers),
             customers_upserted=self.customers_upserted,
             dry_run=self.settings.dry_run,
+            events_per_request=self.settings.events_per_request,
+            events_per_request_used=(
+                self.sender.events_per_request if self.sender else self.settings.events_per_request
+            ),
+            fallbacks=tuple(self.sender.fallbacks) if self.sender else (),
+            outages=self.sender.breaker.outages if self.sender else 0,
+            rate=self.settings.rate,
+            learnt_budget=self._learnt_budget(),
         )
         if not self.settings.dry_run:
             self.ledger.end_run(

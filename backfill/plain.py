@@ -7,7 +7,7 @@ here, so error classification is unit-tested without a network.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -88,6 +88,84 @@ def event_body(event: Event) -> dict[str, Any]:
         "variables": {"input": dict(event.input)},
         "operationName": operation,
     }
+
+
+#: The operation name of a document with several event mutations.
+BATCH_OPERATION: Final = "backfillEvents"
+_INPUT_TYPES: Final = {
+    EventKind.CUSTOMER: "CreateCustomerEventInput",
+    EventKind.THREAD: "CreateThreadEventInput",
+}
+_SELECTIONS: Final = {
+    EventKind.CUSTOMER: "customerEvent { id customerId } " + _ERROR_FIELDS,
+    EventKind.THREAD: "threadEvent { id customerId } " + _ERROR_FIELDS,
+}
+_batch_documents: dict[tuple[EventKind, ...], str] = {}
+
+
+def batch_document(kinds: Sequence[EventKind]) -> str:
+    """One mutation document with an aliased mutation per event: `e0`, `e1`, ... on `$i0`, ...
+
+    >>> print(batch_document([EventKind.CUSTOMER])[:61])
+    mutation backfillEvents($i0: CreateCustomerEventInput!) { e0:
+    """
+    key = tuple(kinds)
+    document = _batch_documents.get(key)
+    if document is None:
+        variables = ", ".join(f"$i{n}: {_INPUT_TYPES[kind]}!" for n, kind in enumerate(key))
+        fields = " ".join(
+            f"e{n}: {MUTATIONS[kind][1]}(input: $i{n}) {{ {_SELECTIONS[kind]} }}"
+            for n, kind in enumerate(key)
+        )
+        document = f"mutation {BATCH_OPERATION}({variables}) {{ {fields} }}"
+        if len(_batch_documents) < 4096:
+            _batch_documents[key] = document
+    return document
+
+
+def batch_body(events: Sequence[Event]) -> dict[str, Any]:
+    """The JSON body that creates several events in one request, each under its own alias."""
+    return {
+        "query": batch_document([event.kind for event in events]),
+        "variables": {f"i{n}": dict(event.input) for n, event in enumerate(events)},
+        "operationName": BATCH_OPERATION,
+    }
+
+
+def classify_batch(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    kinds: Sequence[EventKind],
+    *,
+    now: datetime | None = None,
+) -> Answer | list[Answer]:
+    """Classify the answer to `batch_body`: one Answer for the whole request, or one per event.
+
+    An alias whose mutation raised (its data is null) takes the error whose path names it.
+    """
+    parsed = _json(body) if status == 200 else None
+    data = parsed.get("data") if parsed is not None else None
+    aliases = [f"e{n}" for n in range(len(kinds))]
+    if not isinstance(data, dict) or not any(data.get(alias) for alias in aliases):
+        result = classify_http(status, headers, body, now=now)
+        if isinstance(result, Answer):
+            return result
+        data = result
+    errors = parsed.get("errors") if parsed is not None else None
+    by_alias: dict[str, Any] = {}
+    for error in errors if isinstance(errors, list) else ():
+        path = error.get("path") if isinstance(error, dict) else None
+        if isinstance(path, list) and path and isinstance(path[0], str):
+            by_alias.setdefault(path[0], error)
+    answers: list[Answer] = []
+    for alias, kind in zip(aliases, kinds, strict=True):
+        value = data.get(alias)
+        if value is None and alias in by_alias:
+            answers.append(_graphql_error(by_alias[alias], status))
+        else:
+            answers.append(classify_mutation(value, output_field=MUTATIONS[kind][2]))
+    return answers
 
 
 def classify_event(data: Mapping[str, Any], kind: EventKind) -> Answer:
@@ -204,36 +282,75 @@ def parse_preflight(data: Mapping[str, Any]) -> Workspace:
     )
 
 
-def rate_limit_wait(headers: Mapping[str, str], now: datetime | None = None) -> float:
-    """Seconds to wait after a 429: `Retry-After`, else `x-ratelimit-reset` vs the server clock.
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What Plain's `x-ratelimit-*` headers say about the current window."""
 
-    The reset is compared with the server's `Date` header when there is one, so a
-    skewed local clock neither hammers nor idles.
+    limit: int
+    remaining: int
+    #: Seconds from the response's arrival until the window resets.
+    reset_in_s: float
+
+
+#: The local clock is trusted for `x-ratelimit-reset` unless it is this far from `Date`.
+CLOCK_SKEW_S: Final = 2.0
+
+
+def seconds_until_reset(headers: Mapping[str, str], now: datetime | None = None) -> float | None:
+    """Seconds until `x-ratelimit-reset`, or None when the header is missing or unreadable.
+
+    The local clock is precise but may be wrong; the server's `Date` has whole seconds
+    only. The local clock is used unless it is over `CLOCK_SKEW_S` away from `Date`.
     """
-    retry_after = headers.get("retry-after")
-    if retry_after:
-        try:
-            return max(0.0, float(retry_after))
-        except ValueError:
-            pass
     reset = headers.get("x-ratelimit-reset")
     if not reset:
-        return 1.0
+        return None
     try:
         reset_at = datetime.fromisoformat(reset.replace("Z", "+00:00"))
     except ValueError:
-        return 1.0
-    server_now = now or datetime.now(UTC)
+        return None
+    if reset_at.tzinfo is None:
+        reset_at = reset_at.replace(tzinfo=UTC)
+    local_now = now or datetime.now(UTC)
+    server_now = local_now
     date = headers.get("date")
     if date:
         try:
             server_now = parsedate_to_datetime(date)
         except (TypeError, ValueError):
             pass
-    if reset_at.tzinfo is None:
-        reset_at = reset_at.replace(tzinfo=UTC)
-    # Date has whole seconds only: the true server time may be up to 1 s later.
+    if abs((server_now - local_now).total_seconds()) <= CLOCK_SKEW_S:
+        server_now = local_now
     return max(0.0, (reset_at - server_now).total_seconds())
+
+
+def read_budget(headers: Mapping[str, str], now: datetime | None = None) -> Budget | None:
+    """The window's limit, what remains of it and when it resets; None without the headers."""
+    try:
+        limit = int(headers.get("x-ratelimit-limit", ""))
+        remaining = int(headers.get("x-ratelimit-remaining", ""))
+    except ValueError:
+        return None
+    reset_in = seconds_until_reset(headers, now)
+    if reset_in is None or limit <= 0:
+        return None
+    return Budget(limit, max(0, remaining), reset_in)
+
+
+def rate_limit_wait(headers: Mapping[str, str], now: datetime | None = None) -> float:
+    """Seconds to wait after a 429: `Retry-After`, else until `x-ratelimit-reset`, else 1 s."""
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        try:
+            return max(0.0, float(retry_after))
+        except ValueError:
+            try:
+                moment = parsedate_to_datetime(retry_after)
+                return max(0.0, (moment - (now or datetime.now(UTC))).total_seconds())
+            except (TypeError, ValueError):
+                pass
+    reset_in = seconds_until_reset(headers, now)
+    return 1.0 if reset_in is None else reset_in
 
 
 def _mutation_error(error: Mapping[str, Any]) -> Answer:

@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from backfill.plain import Budget
+
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
 _UNIT_SECONDS: Final = {
     "s": 1.0,
@@ -51,17 +53,72 @@ class Pacer:
     rate: float
     held_until: float = float("-inf")
     _next: float = field(default=float("-inf"))
+    _last: float = field(default=float("-inf"))
 
     def reserve(self, now: float) -> float:
         """Claim the next slot; return how long to wait before sending."""
         slot = max(self._next, now)
+        self._last = slot
         self._next = slot + 1.0 / self.rate
         return slot - now
+
+    def set_rate(self, rate: float) -> None:
+        """Pace at `rate` from the last slot on (slots already claimed keep their time)."""
+        self.rate = rate
+        self._next = max(self.held_until, self._last + 1.0 / rate)
 
     def pause_until(self, when: float) -> None:
         """No slot before `when` (every sender waits)."""
         self.held_until = max(self.held_until, when)
         self._next = max(self._next, when)
+
+
+@dataclass(slots=True)
+class AutoRate:
+    """`--rate auto`: spend what is left of the window, less the headroom, evenly until the reset.
+
+    Fed every response's `x-ratelimit-*` headers (as a `Budget`), it returns the rate to
+    pace at and, when the window's share is spent, the moment to hold every sender
+    until. Traffic from the workspace's other integrations shows as `remaining` falling
+    faster than this run spends it, so the pace falls with it. The window's length is
+    learnt from successive resets.
+
+    >>> auto = AutoRate(headroom=0.1)
+    >>> auto.observe(Budget(limit=100, remaining=99, reset_in_s=10.0), now=0.0)
+    (8.9, 0.0)
+    """
+
+    headroom: float = 0.1
+    #: The window's length, once two resets have been seen (else the longest wait seen).
+    window_s: float = 0.0
+    #: The budget per window, as the last response said.
+    limit: int = 0
+    _longest: float = 0.0
+    _reset_at: float = float("-inf")
+    _remaining: int = 0
+
+    def observe(self, budget: Budget, now: float, in_flight: int = 0) -> tuple[float, float]:
+        """Learn from one response; return `(rate per second, hold until)` (`now`: no hold)."""
+        reset_at = now + budget.reset_in_s
+        tolerance = 0.1 + 0.05 * max(self.window_s, self._longest)
+        if reset_at > self._reset_at + tolerance:
+            if self._reset_at > float("-inf"):
+                step = reset_at - self._reset_at
+                self.window_s = min(self.window_s, step) if self.window_s else step
+            self._reset_at, self._remaining = reset_at, budget.remaining
+        elif reset_at >= self._reset_at - tolerance:
+            # The same window: answers may arrive out of order, the lowest is the latest.
+            self._remaining = min(self._remaining, budget.remaining)
+        self.limit = budget.limit
+        self._longest = max(self._longest, budget.reset_in_s)
+        window = self.window_s or self._longest
+        steady = budget.limit * (1 - self.headroom) / max(window, 1e-3)
+        spare = self._remaining - budget.limit * self.headroom - in_flight
+        left = self._reset_at - now
+        if spare < 1 and left > 0:
+            return steady, self._reset_at
+        rate = spare / max(left, 1e-3)
+        return round(min(max(rate, steady / 4), steady * 3), 6), now
 
 
 @dataclass(frozen=True, slots=True)

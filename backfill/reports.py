@@ -138,6 +138,16 @@ class RunSummary:
     unknown_customers: int = 0
     customers_upserted: int = 0
     dry_run: bool = False
+    #: Events per request asked for, and what the run ended on (lower after a fallback).
+    events_per_request: int = 1
+    events_per_request_used: int = 1
+    #: Why events per request was lowered, in order.
+    fallbacks: tuple[str, ...] = ()
+    #: Times Plain stopped answering and the run paused (and how long, in all).
+    outages: int = 0
+    rate: str = ""
+    #: With `--rate auto`: the budget learnt from Plain's headers, e.g. "450 per 60s window".
+    learnt_budget: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -192,6 +202,19 @@ def render_summary(summary: RunSummary) -> str:
         what = "customers to upsert" if summary.dry_run else "customers upserted"
         lines.append(f"  {what:<18} {summary.customers_upserted}")
     lines.append(f"  requests           {summary.requests} ({summary.rate_limited} rate-limited)")
+    if summary.learnt_budget:
+        lines.append(f"  rate auto          learnt {summary.learnt_budget}")
+    if summary.events_per_request > 1:
+        used = summary.events_per_request_used
+        lines.append(
+            f"  events/request     {summary.events_per_request}"
+            + (f", lowered to {used}" if used != summary.events_per_request else "")
+        )
+        lines += [f"    {reason}" for reason in summary.fallbacks]
+    if summary.outages:
+        lines.append(
+            f"  outages            {summary.outages} (sending paused until Plain answered)"
+        )
     lines.append(
         f"  elapsed            {summary.elapsed_s:.1f}s, {summary.events_per_s:.1f} events/s"
     )

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import httpx
 
 from backfill import plain
-from backfill.errors import AuthError, ConfigError, Transient
+from backfill.breaker import DEFAULT_OUTAGE_LIMIT_S, Breaker
+from backfill.errors import AuthError, ConfigError, PlainError, Transient, Unreachable
 from backfill.models import Attempt, Clock, Event, Outcome, Status, SystemClock, Workspace
 from backfill.plain import Answer
-from backfill.ratelimit import Backoff, Pacer
+from backfill.ratelimit import AutoRate, Backoff, Pacer
 
 log = logging.getLogger(__name__)
 
 #: A row that meets this many 429s in a row is left `retryable` rather than waiting forever.
 MAX_RATE_LIMIT_WAITS: Final = 100
 USER_AGENT: Final = "plain-backfill"
+#: Waits for a window's reset end this much after it, for the clocks' disagreement.
+RESET_MARGIN_S: Final = 0.05
 _FINAL: Final = {
     "delivered": Status.DELIVERED,
     "already_existed": Status.ALREADY_EXISTED,
@@ -35,7 +40,7 @@ class Sent:
 
     outcome: Outcome
     attempts: list[Attempt]
-    stop: AuthError | None = None
+    stop: PlainError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,11 @@ class SendOptions:
     timeout_s: float = 30.0
     concurrency: int = 4
     backoff: Backoff = field(default_factory=Backoff)
+    events_per_request: int = 1
+    outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S
+    #: Learn the rate from Plain's headers (`rate_per_s` is where it starts), less `headroom`.
+    rate_auto: bool = False
+    headroom: float = 0.1
 
 
 class Sender:
@@ -65,12 +75,22 @@ class Sender:
         clock: Clock | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         rand: random.Random | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.url = url
         self.options = options
         self.pacer = Pacer(options.rate_per_s)
+        #: With `--rate auto`: the learner that sets the pacer's rate from Plain's headers.
+        self.auto = AutoRate(headroom=options.headroom) if options.rate_auto else None
+        self._in_flight = 0
+        self.breaker = Breaker(limit_s=options.outage_limit_s)
+        #: Events per request now: starts at the option, lowered when Plain refuses larger ones.
+        self.events_per_request = options.events_per_request
+        #: What lowered `events_per_request`, for the summary.
+        self.fallbacks: list[str] = []
         self.requests = 0
         self.rate_limited = 0
+        self._notice = notice or (lambda text: log.warning("%s", text))
         self._clock = clock or SystemClock()
         self._rand = rand or random.Random()
         self._client = httpx.AsyncClient(
@@ -134,77 +154,245 @@ class Sender:
             await self._clock.sleep(self.options.backoff.delay(failures, self._rand))
 
     async def send(self, event: Event) -> Sent:
-        """Send one event until it has a final outcome (or Plain refuses the key)."""
+        """Send one event until it has a final outcome (or the run must stop)."""
+        return (await self.send_many([event]))[0]
+
+    async def send_many(self, events: Sequence[Event]) -> list[Sent]:
+        """Send events, up to `events_per_request` in one request, each to its own outcome.
+
+        A document refused as a whole (validation, size, complexity) lowers
+        `events_per_request` for the rest of the run; a request refused for one bad
+        variable is split in halves until the bad event stands alone.
+        """
+
+        def body(unit: Sequence[int]) -> dict[str, Any]:
+            if len(unit) == 1:
+                return plain.event_body(events[unit[0]])
+            return plain.batch_body([events[n] for n in unit])
+
+        def classify(
+            unit: Sequence[int], status: int, headers: httpx.Headers, content: bytes
+        ) -> Answer | list[Answer]:
+            if len(unit) > 1:
+                return plain.classify_batch(
+                    status, headers, content, [events[n].kind for n in unit]
+                )
+            result = plain.classify_http(status, headers, content)
+            return (
+                plain.classify_event(result, events[unit[0]].kind)
+                if isinstance(result, dict)
+                else result
+            )
+
         return await self._until_final(
-            plain.event_body(event),
-            lambda data: plain.classify_event(data, event.kind),
-            label=event.external_id,
+            [event.external_id for event in events], body, classify, split=True
         )
 
     async def upsert(self, customer: str, upsert: Mapping[str, Any]) -> Sent:
         """Upsert one customer (`customer` is its `field:value` key, for logs and attempts)."""
-        return await self._until_final(
-            plain.upsert_body(upsert), plain.classify_upsert, label=customer
+
+        def classify(
+            unit: Sequence[int], status: int, headers: httpx.Headers, content: bytes
+        ) -> Answer:
+            result = plain.classify_http(status, headers, content)
+            return plain.classify_upsert(result) if isinstance(result, dict) else result
+
+        sent = await self._until_final(
+            [customer], lambda unit: plain.upsert_body(upsert), classify, split=False
         )
+        return sent[0]
 
     async def _until_final(
-        self, body: Mapping[str, Any], classify: Callable[[dict[str, Any]], Answer], *, label: str
-    ) -> Sent:
-        attempts: list[Attempt] = []
-        failures = 0
+        self,
+        labels: Sequence[str],
+        body: Callable[[Sequence[int]], Mapping[str, Any]],
+        classify: Callable[[Sequence[int], int, httpx.Headers, bytes], Answer | list[Answer]],
+        *,
+        split: bool,
+    ) -> list[Sent]:
+        """Send items (by index) in requests of up to `events_per_request` until each is final."""
+        count = len(labels)
+        attempts: list[list[Attempt]] = [[] for _ in range(count)]
+        failures = [0] * count
+        results: list[Sent | None] = [None] * count
+        size = self.events_per_request if split else 1
+        units = deque(_chunks(list(range(count)), size))
         waits = 0
-        while True:
-            await self._pace()
+
+        def settle(unit: Iterable[int], answer: Answer, stop: PlainError | None = None) -> None:
+            for n in unit:
+                status = _FINAL.get(answer.kind, Status.RETRYABLE)
+                results[n] = Sent(_outcome(status, answer, attempts[n]), attempts[n], stop)
+
+        while units:
+            unit = units.popleft()
+            unreachable = await self._admit()
+            if unreachable is not None:
+                answer = Answer("transient", unreachable.code, str(unreachable))
+                settle([*unit, *(n for left in units for n in left)], answer, unreachable)
+                break
             sent = time.time()
-            status: int | None = None
-            try:
-                status, headers, content = await self._post(body)
-            except Transient as exc:
-                answer = Answer("transient", exc.code, str(exc))
-            else:
-                result = plain.classify_http(status, headers, content)
-                answer = classify(result) if isinstance(result, dict) else result
-            attempts.append(
-                Attempt(
-                    label,
-                    len(attempts) + 1,
-                    answer.kind,
-                    sent,
-                    time.time(),
-                    status,
-                    answer.code,
-                    answer.message[:500],
+            status, reply = await self._request(body(unit), functools.partial(classify, unit))
+            answered = time.time()
+            answers = reply if isinstance(reply, list) else [reply] * len(unit)
+            for n, answer in zip(unit, answers, strict=True):
+                attempts[n].append(
+                    Attempt(
+                        labels[n],
+                        len(attempts[n]) + 1,
+                        answer.kind,
+                        sent,
+                        answered,
+                        status,
+                        answer.code,
+                        answer.message[:500],
+                    )
                 )
-            )
-            final = _FINAL.get(answer.kind)
-            if final is not None:
-                return Sent(_outcome(final, answer, attempts), attempts)
-            if answer.kind == "auth":
-                # Not the event's fault: it stays retryable and the run stops.
-                error = AuthError(
-                    f"Plain refused the request for {label} ({answer.code}: "
-                    f"{answer.message}); stopping: every further request would fail the same way",
-                    code=answer.code,
-                )
-                return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts, error)
-            if answer.kind == "rate_limited":
+            if isinstance(reply, Answer) and reply.kind == "rejected" and len(unit) > 1:
+                units.extendleft(reversed(self._split(unit, reply)))
+                continue
+            retry: list[int] = []
+            stop: PlainError | None = None
+            limited: Answer | None = None
+            for n, answer in zip(unit, answers, strict=True):
+                if answer.kind in _FINAL:
+                    settle([n], answer)
+                elif answer.kind == "auth":
+                    # Not the item's fault: it stays retryable and the run stops.
+                    stop = AuthError(
+                        f"Plain refused the request for {labels[n]} ({answer.code}: "
+                        f"{answer.message}); stopping: every further request would fail the "
+                        "same way",
+                        code=answer.code,
+                    )
+                    settle([n], answer, stop)
+                elif answer.kind == "rate_limited":
+                    limited = answer
+                    retry.append(n)
+                elif self.breaker.is_open:
+                    # An outage is not the item's fault: it keeps its retries.
+                    retry.append(n)
+                else:
+                    failures[n] += 1
+                    # Other requests failing too, with no answer from Plain in between,
+                    # may be an outage starting: the breaker decides before the item gives up.
+                    suspect = self.breaker.streak > failures[n]
+                    if failures[n] > self.options.max_retries and not suspect:
+                        settle([n], answer)
+                    else:
+                        retry.append(n)
+            if stop is not None:
+                last = Answer("auth", stop.code, str(stop))
+                settle([*retry, *(n for left in units for n in left)], last, stop)
+                break
+            if not retry:
+                continue
+            if limited is not None:
                 self.rate_limited += 1
                 waits += 1
-                self._hold(answer.wait_s)
+                self._hold(limited.wait_s)
                 if waits >= MAX_RATE_LIMIT_WAITS:
-                    return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts)
-                continue
-            failures += 1
-            if failures > self.options.max_retries:
-                return Sent(_outcome(Status.RETRYABLE, answer, attempts), attempts)
-            delay = self.options.backoff.delay(failures, self._rand)
-            log.info("retrying %s in %.1fs after %s (%s)", label, delay, answer.code, failures)
-            await self._clock.sleep(delay)
+                    settle([*retry, *(n for left in units for n in left)], limited)
+                    break
+            elif not self.breaker.is_open:
+                tries = max(failures[n] for n in retry)
+                delay = self.options.backoff.delay(tries, self._rand)
+                log.info(
+                    "retrying %s in %.1fs after %s (%s)",
+                    labels[retry[0]] if len(retry) == 1 else f"{len(retry)} events",
+                    delay,
+                    answers[unit.index(retry[0])].code,
+                    tries,
+                )
+                await self._clock.sleep(delay)
+            units.appendleft(retry)
+        return [sent for sent in results if sent is not None]
+
+    def _split(self, unit: list[int], refusal: Answer) -> list[list[int]]:
+        """Split a multi-event request Plain refused as a whole."""
+        if refusal.code == "BAD_USER_INPUT":
+            # One bad variable spoils the document: halves isolate it.
+            half = (len(unit) + 1) // 2
+            return [unit[:half], unit[half:]]
+        # The document itself is refused (validation, size, complexity): send fewer per request.
+        smaller = min(max(1, len(unit) // 2), self.events_per_request)
+        if smaller < self.events_per_request:
+            message = (
+                f"Plain refused a request of {len(unit)} events ({refusal.code}: "
+                f"{refusal.message[:200]}); sending at most {smaller} per request from now on"
+            )
+            self.fallbacks.append(message)
+            self._notice(message)
+            self.events_per_request = smaller
+        return _chunks(unit, smaller)
+
+    async def _admit(self) -> Unreachable | None:
+        """Wait for the outage breaker and the pacer; None to send, or the final outage."""
+        while True:
+            now = self._clock.monotonic()
+            if self.breaker.expired(now):
+                return Unreachable(
+                    f"Plain has not answered for {self.breaker.down_for(now):.0f}s (the outage "
+                    f"limit is {self.breaker.limit_s:.0f}s); stopping, unsent rows stay retryable",
+                    code="UNREACHABLE",
+                )
+            wait, probe = self.breaker.permit(now)
+            if probe:
+                await self._probe()
+            elif wait <= 0:
+                await self._pace()
+                return None
+            else:
+                await self._clock.sleep(min(wait, 1.0))
+
+    async def _probe(self) -> None:
+        """Ask Plain something cheap (the preflight query): no row spends an attempt on it."""
+        await self._pace()
+        try:
+            status, _, _ = await self._post(plain.preflight_body())
+        except Transient:
+            status = None
+        now = self._clock.monotonic()
+        if status is None or status >= 500:
+            self.breaker.failed(now, probe=True)
+            log.info("probe: Plain is still not answering (%s)", status or "no answer")
+        else:
+            self.breaker.answered(now)
+            self._outage_news(was_open=True)
+
+    async def _request(
+        self,
+        body: Mapping[str, Any],
+        classify: Callable[[int, httpx.Headers, bytes], Answer | list[Answer]],
+    ) -> tuple[int | None, Answer | list[Answer]]:
+        """One request; the outage breaker learns whether Plain answered."""
+        was_open = self.breaker.is_open
+        try:
+            status, headers, content = await self._post(body)
+        except Transient as exc:
+            self.breaker.failed(self._clock.monotonic())
+            self._outage_news(was_open)
+            return None, Answer("transient", exc.code, str(exc))
+        reply = classify(status, headers, content)
+        if isinstance(reply, Answer) and reply.kind == "transient" and status >= 500:
+            self.breaker.failed(self._clock.monotonic())
+        else:
+            self.breaker.answered(self._clock.monotonic())
+        self._outage_news(was_open)
+        return status, reply
+
+    def _outage_news(self, was_open: bool) -> None:
+        if self.breaker.is_open and not was_open:
+            self._notice(
+                f"Plain is not answering ({self.breaker.streak} failures in a row): pausing, "
+                f"probing at growing intervals for up to {self.breaker.limit_s:.0f}s"
+            )
+        elif was_open and not self.breaker.is_open:
+            self._notice("Plain answers again: resuming")
 
     def _hold(self, wait_s: float) -> None:
         # A 429 holds every sender until the window resets, not only the one that saw it.
-        # A small margin covers the Date header's whole-second precision.
-        self.pacer.pause_until(self._clock.monotonic() + wait_s + 0.05)
+        self.pacer.pause_until(self._clock.monotonic() + wait_s + RESET_MARGIN_S)
         log.info("rate limited: holding every request for %.2fs", wait_s)
 
     async def _pace(self) -> None:
@@ -218,6 +406,7 @@ class Sender:
 
     async def _post(self, body: Mapping[str, Any]) -> tuple[int, httpx.Headers, bytes]:
         self.requests += 1
+        self._in_flight += 1
         try:
             response = await self._client.post(self.url, json=body)
         except httpx.TimeoutException:
@@ -226,10 +415,33 @@ class Sender:
             raise Transient(
                 f"connection failed: {type(exc).__name__}", code="CONNECTION_ERROR"
             ) from None
+        finally:
+            self._in_flight -= 1
+        if self.auto is not None:
+            self._learn(self.auto, response.headers)
         return response.status_code, response.headers, response.content
+
+    def _learn(self, auto: AutoRate, headers: httpx.Headers) -> None:
+        """`--rate auto`: pace by what Plain says is left of its window."""
+        budget = plain.read_budget(headers)
+        if budget is None:
+            return
+        now = self._clock.monotonic()
+        rate, hold_until = auto.observe(budget, now, self._in_flight)
+        if rate != self.pacer.rate:
+            self.pacer.set_rate(rate)
+        if hold_until > now:
+            # This run's share of the window is spent: every sender waits for the reset.
+            self.pacer.pause_until(hold_until + RESET_MARGIN_S)
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[n : n + size] for n in range(0, len(items), size)]
 
 
 def _outcome(status: Status, answer: Answer, attempts: list[Attempt]) -> Outcome:
+    if not attempts:  # the run stopped before the item's first request
+        return Outcome(status, attempts=0, code=answer.code, message=answer.message[:1000])
     last = attempts[-1]
     return Outcome(
         status=status,

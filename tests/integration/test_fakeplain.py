@@ -76,6 +76,9 @@ def shared_fake_plain() -> Iterator[FakePlain]:
 def fake_plain(shared_fake_plain: FakePlain) -> FakePlain:
     shared_fake_plain.reset()
     shared_fake_plain.faults = Faults()
+    shared_fake_plain.max_mutations = None
+    shared_fake_plain.count_mutations = False
+    shared_fake_plain.retry_after_s = None
     return shared_fake_plain
 
 
@@ -140,6 +143,7 @@ def test_create_customer_event_returns_event_and_records_it(fake_plain, client):
     assert stats.create_attempts == {"evt-1": 1}
     assert stats.max_requests_in_window == 1
     [recorded] = stats.events
+    assert (stats.mutations, stats.max_mutations_in_request, stats.refused_documents) == (1, 1, 0)
     assert recorded == {
         "id": event["id"],
         "externalId": "evt-1",
@@ -573,6 +577,26 @@ def test_rate_limit_window_rejects_then_recovers():
         assert (stats.requests, stats.rate_limited, stats.max_requests_in_window) == (7, 1, 5)
 
 
+def test_retry_after_header_is_whole_seconds_rounded_up():
+    with (
+        FakePlain(rate_limit=1, window_s=60.0, retry_after_s=1.2) as fake,
+        httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http,
+    ):
+        admitted = graphql(http, fake, WORKSPACE_QUERY)
+        limited = graphql(http, fake, WORKSPACE_QUERY)
+        fake.retry_after_s = 3
+        whole = graphql(http, fake, WORKSPACE_QUERY)
+        fake.retry_after_s = None
+        without = graphql(http, fake, WORKSPACE_QUERY)
+
+        assert "retry-after" not in admitted.headers
+        assert [r.status_code for r in (limited, whole, without)] == [429, 429, 429]
+        assert limited.headers["retry-after"] == "2"
+        assert whole.headers["retry-after"] == "3"
+        assert "retry-after" not in without.headers
+        assert limited.headers["x-ratelimit-remaining"] == "0"
+
+
 def test_rate_limit_is_shared_by_keys_of_one_workspace():
     with FakePlain(rate_limit=2, window_s=60.0, api_keys=API_KEYS) as fake, httpx.Client() as http:
 
@@ -673,16 +697,40 @@ def test_other_paths_are_404_and_get_is_405(fake_plain, client):
 
 # --- several mutations in one document ---------------------------------------------------
 
+OUTPUT_FIELDS = {
+    "createCustomerEvent": ("CreateCustomerEventInput", "customerEvent { id customerId }"),
+    "createThreadEvent": ("CreateThreadEventInput", "threadEvent { id threadId }"),
+}
+
+
+def batch_document(*operations: str) -> str:
+    """A mutation with one aliased field per operation: `e0: op(input: $i0)`, and so on."""
+    variables = ", ".join(
+        f"$i{n}: {OUTPUT_FIELDS[operation][0]}!" for n, operation in enumerate(operations)
+    )
+    fields = " ".join(
+        f"e{n}: {operation}(input: $i{n}) {{ {OUTPUT_FIELDS[operation][1]} {ERROR_FIELDS} }}"
+        for n, operation in enumerate(operations)
+    )
+    return f"mutation batch({variables}) {{ {fields} }}"
+
+
+def customer_batch(
+    client: httpx.Client, fake: FakePlain, *external_ids: str, **kwargs: Any
+) -> httpx.Response:
+    document = batch_document(*["createCustomerEvent"] * len(external_ids))
+    variables = {f"i{n}": event_input(externalId=eid) for n, eid in enumerate(external_ids)}
+    return graphql(client, fake, document, variables, **kwargs)
+
+
+def thread_input(**overrides: Any) -> dict[str, Any]:
+    event = event_input(threadId="th_01HD44FHMCDSSWE38N14FSYV6K", **overrides)
+    del event["customerIdentifier"]
+    return event
+
 
 def test_aliased_mutations_count_as_separate_attempts_and_one_request(fake_plain, client):
-    document = f"""
-    mutation Batch($i0: CreateCustomerEventInput!, $i1: CreateCustomerEventInput!) {{
-      e0: createCustomerEvent(input: $i0) {{ customerEvent {{ id }} {ERROR_FIELDS} }}
-      e1: createCustomerEvent(input: $i1) {{ customerEvent {{ id }} {ERROR_FIELDS} }}
-    }}
-    """
-    variables = {"i0": event_input(externalId="evt-a"), "i1": event_input(externalId="evt-b")}
-    response = graphql(client, fake_plain, document, variables)
+    response = customer_batch(client, fake_plain, "evt-a", "evt-b")
 
     data = response.json()["data"]
     assert data["e0"]["error"] is None and data["e1"]["error"] is None
@@ -693,6 +741,284 @@ def test_aliased_mutations_count_as_separate_attempts_and_one_request(fake_plain
     assert stats.by_operation == {"createCustomerEvent": 2}
     assert stats.create_attempts == {"evt-a": 1, "evt-b": 1}
     assert stats.creations == {"evt-a": 1, "evt-b": 1}
+    assert (stats.mutations, stats.max_mutations_in_request, stats.max_requests_in_window) == (
+        2,
+        2,
+        1,
+    )
+
+
+def test_mixed_batch_gives_each_alias_its_own_output(fake_plain, client):
+    document = batch_document("createCustomerEvent", "createThreadEvent")
+    variables = {"i0": event_input(externalId="evt-c"), "i1": thread_input(externalId="evt-t")}
+    response = graphql(client, fake_plain, document, variables)
+
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    assert list(data) == ["e0", "e1"]
+    assert data["e0"]["error"] is None
+    assert CUSTOMER_ID.match(data["e0"]["customerEvent"]["customerId"])
+    assert data["e1"]["error"] is None
+    assert data["e1"]["threadEvent"]["threadId"] == "th_01HD44FHMCDSSWE38N14FSYV6K"
+    stats = fake_plain.stats()
+    assert [event["externalId"] for event in stats.events] == ["evt-c", "evt-t"]
+    assert stats.by_operation == {"createCustomerEvent": 1, "createThreadEvent": 1}
+
+
+def test_duplicate_in_one_alias_fails_only_that_alias(fake_plain, client):
+    assert create_event(client, fake_plain, externalId="evt-old")["error"] is None
+    response = customer_batch(client, fake_plain, "evt-old", "evt-new", "evt-new", "evt-last")
+
+    assert response.status_code == 200, response.text
+    data = response.json()["data"]
+    duplicate = {
+        "message": "An event with this external ID already exists.",
+        "type": "VALIDATION",
+        "code": "input_validation",
+        "fields": [
+            {
+                "field": "externalId",
+                "message": "An event with this external ID already exists.",
+                "type": "VALIDATION",
+            }
+        ],
+    }
+    assert data["e0"] == {"customerEvent": None, "error": duplicate}
+    assert data["e1"]["error"] is None and EVENT_ID.match(data["e1"]["customerEvent"]["id"])
+    assert data["e2"] == {"customerEvent": None, "error": duplicate}
+    assert data["e3"]["error"] is None
+    stats = fake_plain.stats()
+    assert stats.creations == {"evt-old": 1, "evt-new": 1, "evt-last": 1}
+    assert stats.create_attempts == {"evt-old": 2, "evt-new": 2, "evt-last": 1}
+    assert stats.mutations == 5
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "mentions"),
+    [
+        pytest.param(
+            event_input(externalId="evt-bad", components=[{"componentText": {}}]),
+            "text",
+            id="component-missing-required-field",
+        ),
+        pytest.param(
+            event_input(
+                externalId="evt-bad",
+                components=[{"componentText": {"text": "hi", "textSize": "HUGE"}}],
+            ),
+            "textSize",
+            id="wrong-enum",
+        ),
+        pytest.param(event_input(externalId="evt-bad", colour="red"), "colour", id="unknown-field"),
+    ],
+)
+def test_invalid_variable_in_one_alias_fails_the_whole_request(
+    fake_plain, client, bad_input, mentions
+):
+    document = batch_document("createCustomerEvent", "createCustomerEvent", "createThreadEvent")
+    variables = {
+        "i0": event_input(externalId="evt-good"),
+        "i1": bad_input,
+        "i2": thread_input(externalId="evt-thread"),
+    }
+    response = graphql(client, fake_plain, document, variables)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert "data" not in body
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "$i1" in error["message"] and mentions in error["message"]
+    assert "path" not in error
+    assert response.headers["x-ratelimit-remaining"] == "9999"
+    stats = fake_plain.stats()
+    assert (stats.by_operation, stats.create_attempts, stats.creations) == ({}, {}, {})
+    assert (stats.mutations, stats.max_mutations_in_request) == (0, 3)
+
+
+def test_max_mutations_refuses_larger_documents_whole(fake_plain, client):
+    fake_plain.max_mutations = 2
+    refused = customer_batch(client, fake_plain, "evt-a", "evt-b", "evt-c")
+    allowed = customer_batch(client, fake_plain, "evt-a", "evt-b")
+    single = create_event(client, fake_plain, externalId="evt-c")
+    query = graphql(client, fake_plain, WORKSPACE_QUERY)
+
+    assert refused.status_code == 400
+    assert refused.json() == {
+        "errors": [
+            {
+                "message": "Query complexity limit exceeded: the operation has 3 top-level "
+                "mutations, at most 2 are allowed",
+                "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"},
+            }
+        ]
+    }
+    assert refused.headers["x-ratelimit-remaining"] == "9999"
+    assert refused.headers["x-ratelimit-limit"] == "10000"
+    assert allowed.status_code == 200 and single["error"] is None
+    assert query.status_code == 200
+    stats = fake_plain.stats()
+    assert stats.refused_documents == 1
+    assert stats.requests == stats.max_requests_in_window == 4
+    assert stats.create_attempts == {"evt-a": 1, "evt-b": 1, "evt-c": 1}
+    assert stats.by_operation == {"createCustomerEvent": 3, "myWorkspace": 1, "myPermissions": 1}
+    assert (stats.mutations, stats.max_mutations_in_request) == (3, 3)
+    with httpx.Client() as anonymous:
+        admin_stats = anonymous.get(admin_url(fake_plain, "/_fake/stats")).json()
+    assert admin_stats["refused_documents"] == 1
+    assert admin_stats["mutations"] == 3
+
+
+def test_max_mutations_refusal_draws_no_fault(fake_plain, client):
+    fake_plain.max_mutations = 1
+    fake_plain.faults = Faults(fail_next=1)
+    refused = customer_batch(client, fake_plain, "evt-a", "evt-b")
+    failed = graphql(client, fake_plain, CREATE_CUSTOMER_EVENT, {"input": event_input()})
+
+    assert refused.status_code == 400
+    assert failed.status_code == 500, "the refused request left fail_next for this one"
+    stats = fake_plain.stats()
+    assert (stats.refused_documents, stats.errors_500) == (1, 1)
+
+
+def test_max_mutations_counts_root_fields_as_executed(fake_plain, client):
+    document = """
+    mutation batch($i0: CreateCustomerEventInput!, $i1: CreateCustomerEventInput!,
+                   $i2: CreateCustomerEventInput!, $skip: Boolean = false) {
+      __typename
+      e0: createCustomerEvent(input: $i0) { customerEvent { id } }
+      ... on Mutation { e1: createCustomerEvent(input: $i1) { customerEvent { id } } }
+      ...Third
+      e3: createCustomerEvent(input: $i2) @include(if: false) { customerEvent { id } }
+    }
+    fragment Third on Mutation {
+      e2: createCustomerEvent(input: $i2) @skip(if: $skip) { customerEvent { id } }
+    }
+    """
+    fake_plain.max_mutations = 2
+    variables = {f"i{n}": event_input(externalId=f"evt-{n}") for n in range(3)}
+    refused = graphql(client, fake_plain, document, variables)
+    skipped = graphql(client, fake_plain, document, {**variables, "skip": True})
+
+    assert refused.status_code == 400
+    assert "has 3 top-level mutations" in refused.json()["errors"][0]["message"]
+    assert skipped.status_code == 200, skipped.text
+    assert set(skipped.json()["data"]) == {"__typename", "e0", "e1"}
+    stats = fake_plain.stats()
+    assert (stats.mutations, stats.max_mutations_in_request) == (2, 3)
+
+
+def test_count_mutations_charges_a_unit_per_mutation():
+    with (
+        FakePlain(rate_limit=5, window_s=60.0, count_mutations=True) as fake,
+        httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http,
+    ):
+        preflight = graphql(http, fake, WORKSPACE_QUERY)
+        three = customer_batch(http, fake, "evt-a", "evt-b", "evt-c")
+        too_many = customer_batch(http, fake, "evt-d", "evt-e")
+        one = customer_batch(http, fake, "evt-d")
+        exhausted = graphql(http, fake, WORKSPACE_QUERY)
+
+        assert [r.status_code for r in (preflight, three, too_many, one, exhausted)] == [
+            200, 200, 429, 200, 429
+        ]  # fmt: skip
+        assert [
+            r.headers["x-ratelimit-remaining"] for r in (preflight, three, too_many, one, exhausted)
+        ] == ["4", "1", "1", "0", "0"]
+        assert too_many.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+        stats = fake.stats()
+        assert stats.create_attempts == {"evt-a": 1, "evt-b": 1, "evt-c": 1, "evt-d": 1}
+        assert stats.creations == {"evt-a": 1, "evt-b": 1, "evt-c": 1, "evt-d": 1}
+        assert (stats.rate_limited, stats.max_requests_in_window, stats.mutations) == (2, 3, 4)
+        assert stats.max_mutations_in_request == 3
+
+
+def test_count_mutations_can_change_while_serving_and_refusals_still_cost():
+    with (
+        FakePlain(rate_limit=20, window_s=60.0) as fake,
+        httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http,
+    ):
+        per_request = customer_batch(http, fake, "evt-a", "evt-b", "evt-c")
+        fake.count_mutations = True
+        per_mutation = customer_batch(http, fake, "evt-d", "evt-e", "evt-f")
+        fake.max_mutations = 2
+        refused = customer_batch(http, fake, "evt-g", "evt-h", "evt-i")
+
+        assert fake.count_mutations is True and fake.max_mutations == 2
+        assert [r.status_code for r in (per_request, per_mutation, refused)] == [200, 200, 400]
+        remaining = [
+            r.headers["x-ratelimit-remaining"] for r in (per_request, per_mutation, refused)
+        ]
+        assert remaining == ["19", "16", "13"]
+        assert fake.stats().refused_documents == 1
+
+
+def test_a_batch_larger_than_the_rate_limit_is_never_admitted():
+    with (
+        FakePlain(rate_limit=2, window_s=60.0, count_mutations=True) as fake,
+        httpx.Client(headers={"Authorization": f"Bearer {KEY}"}) as http,
+    ):
+        response = customer_batch(http, fake, "evt-a", "evt-b", "evt-c")
+
+        assert response.status_code == 429
+        assert response.headers["x-ratelimit-remaining"] == "2"
+        assert fake.stats().create_attempts == {}
+
+
+@pytest.mark.parametrize(
+    ("faults", "statistic"),
+    [
+        pytest.param(Faults(error_500=1.0), "errors_500", id="error-500"),
+        pytest.param(Faults(drop=1.0), "drops", id="drop"),
+    ],
+)
+def test_failing_faults_apply_no_alias(fake_plain, client, faults, statistic):
+    fake_plain.faults = faults
+    try:
+        response = customer_batch(client, fake_plain, "evt-a", "evt-b")
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        assert statistic == "drops"
+    else:
+        assert response.status_code == 500
+    stats = fake_plain.stats()
+    assert getattr(stats, statistic) == 1
+    assert stats.creations == {}
+    assert stats.create_attempts == {"evt-a": 1, "evt-b": 1}
+    assert (stats.mutations, stats.max_mutations_in_request) == (0, 2)
+
+
+def test_applied_then_drop_applies_every_alias(fake_plain, client):
+    fake_plain.faults = Faults(applied_then_drop=1.0)
+    with pytest.raises((httpx.RemoteProtocolError, httpx.ReadError)):
+        customer_batch(client, fake_plain, "evt-a", "evt-b")
+    fake_plain.faults = Faults()
+    retry = customer_batch(client, fake_plain, "evt-a", "evt-b").json()["data"]
+
+    assert retry["e0"]["error"]["fields"][0]["field"] == "externalId"
+    assert retry["e1"]["error"]["fields"][0]["field"] == "externalId"
+    stats = fake_plain.stats()
+    assert stats.applied_then_drops == 1
+    assert stats.creations == {"evt-a": 1, "evt-b": 1}
+    assert stats.create_attempts == {"evt-a": 2, "evt-b": 2}
+    assert stats.mutations == 2, "the dropped answer is not counted"
+
+
+def test_fail_next_counts_requests_not_aliases(fake_plain, client):
+    fake_plain.faults = Faults(fail_next=1)
+    statuses = [customer_batch(client, fake_plain, "evt-a", "evt-b").status_code for _ in range(2)]
+
+    assert statuses == [500, 200]
+    assert fake_plain.stats().creations == {"evt-a": 1, "evt-b": 1}
+
+
+def test_mutation_settings_are_validated(fake_plain):
+    with pytest.raises(ValueError, match="max_mutations"):
+        FakePlain(max_mutations=0)
+    with pytest.raises(ValueError, match="retry_after_s"):
+        FakePlain(retry_after_s=-1.0)
+    with pytest.raises(ValueError, match="max_mutations"):
+        fake_plain.max_mutations = -1
+    assert fake_plain.max_mutations is None
 
 
 # --- faults ------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
+import re
+
 import pytest
 
-from backfill.config import UNSET, default_ledger, mask_url, resolve
+from backfill.config import UNSET, FailureLimit, default_ledger, mask_url, resolve
 from backfill.errors import ConfigError
 
 
@@ -95,3 +97,40 @@ def test_environment_errors_name_the_variable_in_plain_words(env, fragment):
     with pytest.raises(ConfigError) as err:
         resolve(sources=("a",), mapping="m", env=env)
     assert fragment in str(err.value)
+
+
+def test_delivery_options_parse_and_refuse_nonsense_naming_the_option():
+    settings = resolve(
+        sources=("a",),
+        mapping="m",
+        env={"BACKFILL_OUTAGE_LIMIT": "90s", "BACKFILL_MAX_FAILURES": "2%"},
+        events_per_request=25,
+        headroom="20%",
+        rate="auto",
+    )
+    assert settings.outage_limit_s == 90.0 and settings.events_per_request == 25
+    assert settings.rate_auto and settings.rate_per_s == 7.5 and settings.headroom_share == 0.2
+    assert settings.failure_limit is not None and settings.failure_limit.share == 0.02
+    bad = [
+        ({"events_per_request": 0}, "--events-per-request (BACKFILL_EVENTS_PER_REQUEST)"),
+        ({"events_per_request": 101}, "from 1 to 100"),
+        ({"outage_limit": "soon"}, "--outage-limit"),
+        ({"max_failures": "lots"}, "--max-failures"),
+        ({"max_failures": "100%"}, "--max-failures"),
+        ({"headroom": "95%"}, "--headroom"),
+    ]
+    for given, words in bad:
+        with pytest.raises(ConfigError, match=re.escape(words)):
+            resolve(sources=("a",), mapping="m", env={}, **given)
+
+
+def test_failure_limits():
+    count = FailureLimit.parse("3")
+    assert not count.exceeded(failed=3, answered=5, read=5)
+    assert count.exceeded(failed=4, answered=5, read=5)
+    share = FailureLimit.parse("10%")
+    # Judged only after 100 answers, and against every row read so far.
+    assert not share.exceeded(failed=50, answered=99, read=100)
+    assert not share.exceeded(failed=50, answered=100, read=1000)
+    assert share.exceeded(failed=101, answered=100, read=1000)
+    assert str(share) == "10.0%" and str(count) == "3 rows"

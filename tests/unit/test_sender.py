@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import httpx
@@ -24,10 +25,14 @@ class FakeClock:
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += max(0.0, seconds)
+        await asyncio.sleep(0)  # let other senders run, as a real sleep would
 
 
 EVENT = Event(
     "ns_1", EventKind.CUSTOMER, {"title": "t"}, "h", "in.csv", "2", "2024-01-01T00:00:00.000Z"
+)
+EVENT_2 = Event(
+    "ns_2", EventKind.CUSTOMER, {"title": "u"}, "h", "in.csv", "3", "2024-01-01T00:00:00.000Z"
 )
 CREATED = {
     "data": {
@@ -39,14 +44,20 @@ CREATED = {
 }
 
 
-def sender_with(answers, *, max_retries=3, rate=10.0):
-    """A sender whose server answers from `answers` in turn (status, body) and records requests."""
+def sender_with(answers, *, max_retries=3, rate=10.0, notices=None, **options):
+    """A sender whose server answers from `answers` in turn and records requests.
+
+    An answer is (status, body[, headers]), an exception to raise, or a function of the
+    request returning one of those.
+    """
     seen: list[httpx.Request] = []
     queue = list(answers)
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         answer = queue.pop(0)
+        if callable(answer) and not isinstance(answer, Exception):
+            answer = answer(request)
         if isinstance(answer, Exception):
             raise answer
         status, body, *headers = answer
@@ -56,9 +67,12 @@ def sender_with(answers, *, max_retries=3, rate=10.0):
     sender = Sender(
         url="http://plain.test/graphql/v1",
         api_key="k",
-        options=SendOptions(rate_per_s=rate, max_retries=max_retries, backoff=Backoff(0.5, 4.0)),
+        options=SendOptions(
+            rate_per_s=rate, max_retries=max_retries, backoff=Backoff(0.5, 4.0), **options
+        ),
         clock=clock,
         transport=httpx.MockTransport(handler),
+        notice=notices.append if notices is not None else None,
     )
     return sender, seen, clock
 
@@ -82,6 +96,17 @@ async def test_transient_failures_are_retried_with_backoff_then_retryable():
     backoffs = [s for s in clock.slept if s > 0.11]
     assert len(backoffs) == 3
     assert 0.25 <= backoffs[0] <= 0.5 and 1.0 <= backoffs[2] <= 2.0
+
+
+async def test_other_requests_failing_too_keep_a_row_from_giving_up_before_the_breaker_decides():
+    # Two rows at once, four failures in a row: each row is past max_retries=1, but the
+    # other's failures say it may be an outage starting, so they wait and are delivered.
+    answers = [(500, {})] * 4 + [(200, CREATED)] * 2
+    sender, seen, _ = sender_with(answers, max_retries=1)
+    first, second = await asyncio.gather(sender.send(EVENT), sender.send(EVENT_2))
+    await sender.aclose()
+    assert first.outcome.status == second.outcome.status == Status.DELIVERED
+    assert len(seen) == 6
 
 
 async def test_dropped_connections_and_timeouts_are_transient():
