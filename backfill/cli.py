@@ -208,8 +208,26 @@ def init(source: str, output: str, force: bool) -> None:
     show_default=True,
     help="An accepted key (repeatable): KEY for every permission, or KEY=PERM,PERM.",
 )
+@click.option(
+    "--max-mutations",
+    type=click.IntRange(min=1),
+    help="Refuse (400) documents with more top-level mutations than this.",
+)
+@click.option(
+    "--count-mutations",
+    is_flag=True,
+    help="Charge each mutation in a request against the rate limit, not each request.",
+)
+@click.option("--retry-after", type=float, help="Send Retry-After (seconds) with every 429.")
 def fake_plain(
-    host: str, port: int, rate_limit: int, window: float, api_keys: tuple[str, ...]
+    host: str,
+    port: int,
+    rate_limit: int,
+    window: float,
+    api_keys: tuple[str, ...],
+    max_mutations: int | None,
+    count_mutations: bool,
+    retry_after: float | None,
 ) -> None:
     """Serve a local Plain-compatible API for rehearsals and tests."""
     from backfill import fakeplain
@@ -219,6 +237,9 @@ def fake_plain(
         port=port,
         rate_limit=rate_limit,
         window_s=window,
+        max_mutations=max_mutations,
+        count_mutations=count_mutations,
+        retry_after_s=retry_after,
         api_keys=dict(fakeplain.parse_api_key(text) for text in api_keys),
     )
 

@@ -1284,6 +1284,9 @@ def serve(
     rate_limit: int,
     window_s: float,
     api_keys: Mapping[str, ApiKey],
+    max_mutations: int | None = None,
+    count_mutations: bool = False,
+    retry_after_s: float | None = None,
 ) -> None:
     """Run a fake Plain in the foreground until SIGINT or SIGTERM (``backfill fake-plain``).
 
@@ -1303,7 +1306,14 @@ def serve(
     )
     try:
         with FakePlain(
-            host=host, port=port, rate_limit=rate_limit, window_s=window_s, api_keys=api_keys
+            host=host,
+            port=port,
+            rate_limit=rate_limit,
+            window_s=window_s,
+            api_keys=api_keys,
+            max_mutations=max_mutations,
+            count_mutations=count_mutations,
+            retry_after_s=retry_after_s,
         ) as fake:
             print(f"fake Plain listening on {fake.url}", flush=True)
             # A timeout keeps the wait responsive to signals on every platform.
