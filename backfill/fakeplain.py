@@ -172,6 +172,8 @@ class Stats:
     top-level mutation fields in requests answered with a 200; ``max_mutations_in_request``
     is the most in one admitted request, including refused and faulted ones.
     ``refused_documents`` counts requests refused for exceeding ``max_mutations``.
+    ``admitted_per_window`` counts admitted requests by rate-limit window (its index since
+    the server started, as text), for measuring how much of a budget a client used.
     """
 
     requests: int
@@ -188,6 +190,7 @@ class Stats:
     refused_documents: int
     mutations: int
     max_mutations_in_request: int
+    admitted_per_window: dict[str, int]
     events: list[dict[str, Any]]
 
 
@@ -207,6 +210,7 @@ class _Counters:
     refused_documents: int = 0
     mutations: int = 0
     max_mutations_in_request: int = 0
+    admitted_per_window: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def snapshot(self) -> Stats:
@@ -225,6 +229,7 @@ class _Counters:
             refused_documents=self.refused_documents,
             mutations=self.mutations,
             max_mutations_in_request=self.max_mutations_in_request,
+            admitted_per_window=dict(self.admitted_per_window),
             events=[dict(event) for event in self.events],
         )
 
@@ -1118,6 +1123,8 @@ class FakePlain:
             window.requests += 1
             counters = self._backend.counters
             counters.max_requests_in_window = max(counters.max_requests_in_window, window.requests)
+            key = str(index)
+            counters.admitted_per_window[key] = counters.admitted_per_window.get(key, 0) + 1
         reset_at = datetime.fromtimestamp(self._wall_epoch + (index + 1) * self._window_s, UTC)
         headers = {
             "x-ratelimit-limit": str(self._rate_limit),

@@ -757,13 +757,9 @@ class _Job:
         auto = self.sender.auto if self.sender else None
         if auto is None or not auto.limit:
             return ""
-        window = f"{auto.window_s:g}s window" if auto.window_s else "window (length not seen yet)"
-        return (
-            f"{auto.limit} requests per {window}, {self.settings.headroom} left to other "
-            f"traffic; pace at the end {self.sender.pacer.rate * 60:.0f}/min"
-            if self.sender
-            else ""
-        )
+        window = f"{auto.window_s:.3g}s window" if auto.window_s else "window"
+        share = self.settings.headroom_share
+        return f"{auto.limit} requests per {window}, {share:.0%} left to other traffic"
 
     def _summarise(self) -> RunSummary:
         elapsed = time.monotonic() - self.started
