@@ -1,0 +1,87 @@
+"""The exit codes a scheduler acts on, each through the real CLI (the rest are in
+test_run_cli.py and test_crash_resume.py)."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+
+from backfill.fakeplain import FakePlain, Faults
+from backfill.ledger import SqliteLedger
+from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen
+
+ENV = clean_env(PLAIN_API_KEY="test-key")
+
+
+def args(url: str, tmp_path: Path, *extra: str, source: str = SAMPLE) -> list[str]:
+    return [
+        "run",
+        source,
+        "--mapping",
+        MAPPING,
+        "--api-url",
+        url,
+        "--ledger",
+        str(tmp_path / "ledger.sqlite"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--quiet",
+        *extra,
+    ]
+
+
+def test_3_when_max_failures_is_exceeded(tmp_path):
+    source = tmp_path / "half_bad.csv"
+    with (
+        open(SAMPLE, encoding="utf-8", newline="") as src,
+        open(source, "w", encoding="utf-8", newline="") as out,
+    ):
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        for n, row in enumerate(reader):
+            if n % 2:
+                row["occurred_at"] = "yesterday"
+            writer.writerow(row)
+    with FakePlain(rate_limit=100_000) as fake:
+        result = cli(*args(fake.url, tmp_path, "--max-failures", "5%", source=str(source)), env=ENV)
+    assert result.returncode == 3, result.stderr
+    assert "stopped by --max-failures 5.0%" in result.stdout
+
+
+def test_5_when_plain_stops_answering_mid_run_for_longer_than_the_outage_limit(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+        process = cli_popen(
+            *args(fake.url, tmp_path, "--rate", "200/s", "--outage-limit", "2s"), env=ENV
+        )
+        deadline = time.monotonic() + 60
+        while len(fake.stats().creations) < 100 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.faults = Faults(outage_until=time.monotonic() + 60)
+        stdout, stderr = process.communicate(timeout=60)
+        assert process.returncode == 5, stderr
+        assert "Plain is not answering" in stderr and "outage limit is 2s" in stdout
+        delivered = len(fake.stats().creations)
+        assert delivered < SAMPLE_ROWS
+
+        fake.faults = Faults()
+        resumed = cli(*args(fake.url, tmp_path, "--rate", "2000/s"), env=ENV)
+        stats = fake.stats()
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(stats.creations) == SAMPLE_ROWS and set(stats.creations.values()) == {1}
+
+
+def test_6_when_another_live_run_holds_the_ledger(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+        first = cli_popen(*args(fake.url, tmp_path, "--rate", "100/s"), env=ENV)
+        deadline = time.monotonic() + 60
+        while not fake.stats().creations and time.monotonic() < deadline:
+            time.sleep(0.02)
+        second = cli(*args(fake.url, tmp_path), env=ENV)
+        first.terminate()
+        first.communicate(timeout=60)
+    assert second.returncode == 6, second.stderr
+    assert "re-run later" in second.stderr or "in use" in second.stderr
+    with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+        assert set(ledger.status_counts()) <= {"delivered", "in_flight"}
