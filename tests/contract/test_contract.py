@@ -14,7 +14,7 @@ from graphql.language import OperationDefinitionNode
 from backfill import plain
 from backfill.mapper import compile_mapper, event_id, map_row
 from backfill.mapping import load_mapping
-from backfill.models import Event
+from backfill.models import Event, EventKind
 from backfill.readers.csv import read_rows
 from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS
 from tests.contract.conftest import deprecated_or_ambiguous
@@ -66,3 +66,32 @@ def test_the_package_schema_subset_accepts_what_the_full_schema_accepts(schema):
     documents = (plain.CREATE_CUSTOMER_EVENT, plain.CREATE_THREAD_EVENT, plain.UPSERT_CUSTOMER)
     for document in (*documents, plain.PREFLIGHT):
         assert validate(subset, parse(document)) == validate(schema, parse(document)) == []
+
+
+def test_multi_event_documents_and_their_variables_validate(schema):
+    """`--events-per-request`: K aliased mutations, customer and thread events mixed."""
+    mapper = compile_mapper(load_mapping(MAPPING))
+    events = []
+    for row in read_rows(SAMPLE):
+        event = map_row(mapper, row, str(event_id(mapper, row)))
+        assert isinstance(event, Event)
+        events.append(event)
+        if len(events) == 50:
+            break
+    thread = Event(
+        "ns_thread",
+        EventKind.THREAD,
+        {"threadId": "th_01", "title": "t", "components": [], "externalId": "ns_thread"},
+        "h",
+        "in.csv",
+        "2",
+        "2024-01-01T00:00:00.000Z",
+    )
+    for batch in (events[:2], events[:25], events, [events[0], thread, events[1]]):
+        body = plain.batch_body(batch)
+        document = parse(body["query"])
+        assert validate(schema, document) == []
+        definitions = operation(body["query"]).variable_definitions
+        coerced = get_variable_values(schema, definitions, body["variables"])
+        assert not isinstance(coerced, list), coerced
+        assert body["operationName"] == operation(body["query"]).name.value
