@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -212,3 +214,28 @@ def test_init_then_validate_then_preview_from_the_command_line(tmp_path):
     assert shown.returncode == 0, shown.stderr
     (only,) = json.loads(shown.stdout)
     assert only["line"] == "3" and only["operation"] == "createCustomerEvent"
+
+
+def test_the_api_key_never_appears_with_batches_auto_rate_fallbacks_and_an_outage(tmp_path):
+    canary = "plainApiKey_CANARY_93b1e7d4"
+    env = clean_env(PLAIN_API_KEY=canary)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fake = FakePlain(api_keys={canary: ApiKey()}, rate_limit=200, window_s=1.0, max_mutations=3)
+    extra = ("--events-per-request", "8", "--rate", "auto", "--outage-limit", "2s")
+    # Debug logs are long: they go to files (searched below), not to pipes that could fill.
+    with fake, open(logs / "stdout.log", "w") as out, open(logs / "stderr.log", "w") as err:
+        command = [sys.executable, "-m", "backfill", "-vv", *run_args(fake, tmp_path, *extra)]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        deadline = time.monotonic() + 60
+        while len(fake.stats().creations) < 300 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        fake.faults = Faults(outage_until=time.monotonic() + 60)
+        assert process.wait(timeout=120) == 5
+    stdout = (logs / "stdout.log").read_text("utf-8")
+    stderr = (logs / "stderr.log").read_text("utf-8")
+    assert "lowered to" in stdout and "Plain is not answering" in stderr
+    assert "DEBUG" in stderr
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "failed.csv" for p in files)
+    assert all(canary.encode() not in p.read_bytes() for p in files)
