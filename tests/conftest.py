@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -84,3 +85,37 @@ def sample_ids() -> set[str]:
     ids = {event_id(mapper, row) for row in read_rows(SAMPLE)}
     assert all(isinstance(i, str) for i in ids)
     return ids  # type: ignore[return-value]
+
+
+def run_args(fake: FakePlain | str, tmp_path: Path, *extra: str, source: str = SAMPLE) -> list[str]:
+    """`backfill run` of the sample (or `source`) against `fake`, ledger and results in tmp_path."""
+    return [
+        "run",
+        source,
+        "--mapping",
+        MAPPING,
+        "--api-url",
+        fake if isinstance(fake, str) else fake.url,
+        "--ledger",
+        str(tmp_path / "ledger.sqlite"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        *extra,
+    ]
+
+
+def sample_with_bad_rows(tmp_path: Path, every: int) -> str:
+    """A copy of the sample whose every `every`-th row has a timestamp that is not one."""
+    path = tmp_path / "some_bad.csv"
+    with (
+        open(SAMPLE, encoding="utf-8", newline="") as src,
+        open(path, "w", encoding="utf-8", newline="") as out,
+    ):
+        reader = csv.DictReader(src)
+        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
+        writer.writeheader()
+        for n, row in enumerate(reader):
+            if n % every == every - 1:
+                row["occurred_at"] = "not a time"
+            writer.writerow(row)
+    return str(path)

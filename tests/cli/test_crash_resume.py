@@ -22,7 +22,7 @@ import pytest
 from backfill.fakeplain import FakePlain, Faults
 from backfill.ledger import SqliteLedger
 from backfill.pipeline import STOP_GRACE_S
-from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen, sample_ids
+from tests.conftest import SAMPLE_ROWS, clean_env, cli, cli_popen, run_args, sample_ids
 
 KILL_RATE = ("--rate", "500/s", "--concurrency", "8")
 RESUME_RATE = ("--rate", "2000/s", "--concurrency", "8")
@@ -88,23 +88,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.0
         if time.monotonic() >= deadline:
             return False
         time.sleep(every)
-
-
-def run_args(fake: FakePlain, tmp_path: Path, *extra: str) -> list[str]:
-    """As in test_run_cli: the sample, its own ledger and results under tmp_path."""
-    return [
-        "run",
-        SAMPLE,
-        "--mapping",
-        MAPPING,
-        "--api-url",
-        fake.url,
-        "--ledger",
-        ledger_path(tmp_path),
-        "--results-dir",
-        str(tmp_path / "results"),
-        *extra,
-    ]
 
 
 def start(fake: FakePlain, tmp_path: Path, *extra: str) -> Watched:

@@ -3,49 +3,32 @@ test_run_cli.py and test_crash_resume.py)."""
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 
 from backfill.fakeplain import FakePlain, Faults
 from backfill.ledger import SqliteLedger
-from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen
+from tests.conftest import (
+    SAMPLE,
+    SAMPLE_ROWS,
+    clean_env,
+    cli,
+    cli_popen,
+    run_args,
+    sample_with_bad_rows,
+)
 
 ENV = clean_env(PLAIN_API_KEY="test-key")
 
 
 def args(url: str, tmp_path: Path, *extra: str, source: str = SAMPLE) -> list[str]:
-    return [
-        "run",
-        source,
-        "--mapping",
-        MAPPING,
-        "--api-url",
-        url,
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--quiet",
-        *extra,
-    ]
+    return run_args(url, tmp_path, "--quiet", *extra, source=source)
 
 
 def test_3_when_max_failures_is_exceeded(tmp_path):
-    source = tmp_path / "half_bad.csv"
-    with (
-        open(SAMPLE, encoding="utf-8", newline="") as src,
-        open(source, "w", encoding="utf-8", newline="") as out,
-    ):
-        reader = csv.DictReader(src)
-        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
-        writer.writeheader()
-        for n, row in enumerate(reader):
-            if n % 2:
-                row["occurred_at"] = "yesterday"
-            writer.writerow(row)
+    source = sample_with_bad_rows(tmp_path, every=2)
     with FakePlain(rate_limit=100_000) as fake:
-        result = cli(*args(fake.url, tmp_path, "--max-failures", "5%", source=str(source)), env=ENV)
+        result = cli(*args(fake.url, tmp_path, "--max-failures", "5%", source=source), env=ENV)
     assert result.returncode == 3, result.stderr
     assert "stopped by --max-failures 5.0%" in result.stdout
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import MAPPING, SAMPLE, clean_env, cli
+from tests.conftest import clean_env, cli, run_args
 
 LIMIT, WINDOW_S = 100, 2.0
 PREFLIGHT = {"query": "query { myWorkspace { id } }"}
@@ -58,23 +58,8 @@ def budget_use(stats: dict) -> tuple[float, int]:
 
 
 def backfill(url: str, tmp_path: Path, rows: int, *options: str) -> subprocess.CompletedProcess:
-    return cli(
-        "run",
-        SAMPLE,
-        "--mapping",
-        MAPPING,
-        "--api-url",
-        url,
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--results-dir",
-        str(tmp_path / "results"),
-        "--limit",
-        str(rows),
-        "--quiet",
-        *options,
-        env=clean_env(PLAIN_API_KEY="test-key"),
-    )
+    extra = ("--limit", str(rows), "--quiet", *options)
+    return cli(*run_args(url, tmp_path, *extra), env=clean_env(PLAIN_API_KEY="test-key"))
 
 
 @pytest.mark.parametrize(

@@ -12,23 +12,16 @@ import pytest
 
 from backfill.fakeplain import ApiKey, FakePlain, Faults
 from backfill.ledger import SqliteLedger
-from tests.conftest import MAPPING, SAMPLE, SAMPLE_ROWS, clean_env, cli, cli_popen, sample_ids
-
-
-def run_args(fake: FakePlain | str, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "run",
-        SAMPLE,
-        "--mapping",
-        MAPPING,
-        "--api-url",
-        fake if isinstance(fake, str) else fake.url,
-        "--ledger",
-        str(tmp_path / "ledger.sqlite"),
-        "--results-dir",
-        str(tmp_path / "results"),
-        *extra,
-    ]
+from tests.conftest import (
+    MAPPING,
+    SAMPLE,
+    SAMPLE_ROWS,
+    clean_env,
+    cli,
+    cli_popen,
+    run_args,
+    sample_ids,
+)
 
 
 def rejected_rows(tmp_path: Path) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 import threading
 import time
@@ -13,7 +12,7 @@ import pytest
 
 from backfill import run
 from backfill.fakeplain import FakePlain, Faults
-from tests.conftest import SAMPLE, SAMPLE_ROWS, sample_ids, settings_for
+from tests.conftest import SAMPLE_ROWS, sample_ids, sample_with_bad_rows, settings_for
 
 
 def ledger_counts(tmp_path: Path) -> dict[str, int]:
@@ -171,25 +170,8 @@ def test_an_outage_longer_than_the_limit_stops_with_5_and_the_resume_completes(t
 # --- --max-failures ---------------------------------------------------------------------
 
 
-def source_with_bad_rows(tmp_path: Path, every: int) -> str:
-    """The sample with every `every`-th row's timestamp broken (an invalid row)."""
-    path = tmp_path / "some_bad.csv"
-    with (
-        open(SAMPLE, encoding="utf-8", newline="") as src,
-        open(path, "w", encoding="utf-8", newline="") as out,
-    ):
-        reader = csv.DictReader(src)
-        writer = csv.DictWriter(out, fieldnames=reader.fieldnames or [])
-        writer.writeheader()
-        for n, row in enumerate(reader):
-            if n % every == every - 1:
-                row["occurred_at"] = "not a time"
-            writer.writerow(row)
-    return str(path)
-
-
 def test_max_failures_as_a_count_stops_with_3(tmp_path):
-    source = source_with_bad_rows(tmp_path, every=10)
+    source = sample_with_bad_rows(tmp_path, every=10)
     with FakePlain(rate_limit=100_000) as fake:
         summary = run(settings_for(fake, tmp_path, sources=(source,), max_failures="5"))
     assert summary.exit_code == 3
@@ -201,7 +183,7 @@ def test_max_failures_as_a_count_stops_with_3(tmp_path):
 
 
 def test_max_failures_as_a_share_waits_for_100_answers_then_stops_with_3(tmp_path):
-    source = source_with_bad_rows(tmp_path, every=5)  # 20% invalid
+    source = sample_with_bad_rows(tmp_path, every=5)  # 20% invalid
     with FakePlain(rate_limit=100_000) as fake:
         summary = run(settings_for(fake, tmp_path, sources=(source,), max_failures="10%"))
         assert summary.exit_code == 3
