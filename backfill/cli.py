@@ -104,7 +104,10 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
         )
         with _ProgressDisplay(enabled=not quiet) as display:
             summary = pipeline.run(
-                settings, progress=display.update, notice=display.notice, handle_signals=True
+                settings,
+                progress=None if quiet else display.update,
+                notice=display.notice,
+                handle_signals=True,
             )
     except BackfillError as exc:
         _fail(exc)

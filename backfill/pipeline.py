@@ -637,9 +637,11 @@ class _Job:
             ]
         stopper = asyncio.create_task(self.stop.event.wait())
         try:
-            await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-            while not stopper.done() and not all(t.done() for t in tasks):
-                await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+            pending = set(tasks)
+            while pending and not stopper.done():
+                # Only the tasks still running: a finished one would wake this at once, forever.
+                await asyncio.wait([*pending, stopper], return_when=asyncio.FIRST_COMPLETED)
+                pending = {task for task in pending if not task.done()}
             if not all(t.done() for t in tasks):
                 # Stopping: requests in flight may finish for a bounded time, then stay in_flight.
                 _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
