@@ -2,18 +2,23 @@
 
 One breaker is shared by every sender. A streak of `threshold` transient failures
 (5xx, timeouts, dropped connections) with no answer in between opens it: senders stop
-spending their retries and wait, one probe request goes out at a growing interval,
-and the first answer of any kind (even a 429 or a rejection) closes it again. An
-outage that has lasted `limit_s` since its first failure is final: the run stops.
+spending their retries and wait. A probe (a cheap query, no row's attempt) goes out at
+a growing interval; once Plain answers it, one row's request goes out as a trial, and
+only an answer to that closes the breaker (Plain may answer queries while every write
+fails). An outage that has lasted `limit_s` since its first failure is final: the run
+stops.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 DEFAULT_THRESHOLD: Final = 5
 DEFAULT_OUTAGE_LIMIT_S: Final = 600.0
+
+#: What a sender may do now: send as usual, send the probe, send its row as the trial, wait.
+Permit = Literal["send", "probe", "trial", "wait"]
 
 
 @dataclass(slots=True)
@@ -23,8 +28,10 @@ class Breaker:
     >>> breaker = Breaker(threshold=2, limit_s=60.0)
     >>> breaker.failed(now=0.0); breaker.failed(now=1.0)
     >>> breaker.is_open, breaker.permit(now=1.5), breaker.permit(now=2.0)
-    (True, (0.5, False), (0.0, True))
-    >>> breaker.answered(now=2.1); breaker.is_open
+    (True, ('wait', 0.5), ('probe', 0.0))
+    >>> breaker.probe_answered(); breaker.permit(now=2.1)
+    ('trial', 0.0)
+    >>> breaker.answered(); breaker.is_open
     False
     """
 
@@ -42,33 +49,43 @@ class Breaker:
     _interval: float = 0.0
     _next_probe: float = 0.0
     _probing: bool = False
+    _trial_ready: bool = False
+    _trial_out: bool = False
 
-    def permit(self, now: float) -> tuple[float, bool]:
-        """May a request go out now? `(0, is_probe)` if so, else `(seconds to wait, False)`."""
+    def permit(self, now: float) -> tuple[Permit, float]:
+        """What a sender may do now, and how long to wait before asking again if nothing."""
         if not self.is_open:
-            return 0.0, False
-        if self._probing:
-            # The probe is out: ask again shortly (its answer decides).
-            return min(1.0, self._interval), False
+            return "send", 0.0
+        if self._trial_ready and not self._trial_out:
+            self._trial_out = True
+            return "trial", 0.0
+        if self._probing or self._trial_out:
+            # The probe or the trial is out: its answer decides.
+            return "wait", min(1.0, self._interval)
         if now >= self._next_probe:
             self._probing = True
-            return 0.0, True
-        return self._next_probe - now, False
+            return "probe", 0.0
+        return "wait", self._next_probe - now
 
-    def answered(self, now: float) -> None:
-        """Plain answered (anything at all): the outage, if any, is over."""
+    def probe_answered(self) -> None:
+        """Plain answered the probe: one row's request may go out as the trial."""
+        self._probing = False
+        self._trial_ready = True
+
+    def answered(self) -> None:
+        """Plain answered a row's request (anything at all): the outage, if any, is over."""
         self.streak = 0
         self.is_open = False
-        self._probing = False
+        self._probing = self._trial_ready = self._trial_out = False
 
     def failed(self, now: float, *, probe: bool = False) -> None:
-        """A request got no answer (or a 5xx). `probe`: it was the breaker's probe."""
+        """A request got no answer (or a 5xx). `probe`: it was the probe or the trial."""
         if self.streak == 0:
             self.streak_since = now
         self.streak += 1
         if self.is_open:
             if probe:
-                self._probing = False
+                self._probing = self._trial_ready = self._trial_out = False
                 self._interval = min(self.max_probe_s, self._interval * 2)
                 self._next_probe = now + self._interval
         elif self.streak >= self.threshold:

@@ -226,13 +226,15 @@ class Sender:
 
         while units:
             unit = units.popleft()
-            unreachable = await self._admit()
+            trial, unreachable = await self._admit()
             if unreachable is not None:
                 answer = Answer("transient", unreachable.code, str(unreachable))
                 settle([*unit, *(n for left in units for n in left)], answer, unreachable)
                 break
             sent = time.time()
-            status, reply = await self._request(body(unit), functools.partial(classify, unit))
+            status, reply = await self._request(
+                body(unit), functools.partial(classify, unit), trial=trial
+            )
             answered = time.time()
             answers = reply if isinstance(reply, list) else [reply] * len(unit)
             for n, answer in zip(unit, answers, strict=True):
@@ -269,14 +271,15 @@ class Sender:
                 elif answer.kind == "rate_limited":
                     limited = answer
                     retry.append(n)
-                elif self.breaker.is_open:
+                elif self.breaker.is_open and not trial:
                     # An outage is not the item's fault: it keeps its retries.
                     retry.append(n)
                 else:
+                    # A failed trial counts: Plain answered the probe, so it may be the item.
                     failures[n] += 1
-                    # Other requests failing too, with no answer from Plain in between,
-                    # may be an outage starting: the breaker decides before the item gives up.
-                    suspect = self.breaker.streak > failures[n]
+                    # Failures in a row with no answer from Plain in between may be an
+                    # outage starting: the breaker decides before the item gives up.
+                    suspect = not trial and self.breaker.streak >= max(2, failures[n])
                     if failures[n] > self.options.max_retries and not suspect:
                         settle([n], answer)
                     else:
@@ -326,24 +329,24 @@ class Sender:
             self.events_per_request = smaller
         return _chunks(unit, smaller)
 
-    async def _admit(self) -> Unreachable | None:
-        """Wait for the outage breaker and the pacer; None to send, or the final outage."""
+    async def _admit(self) -> tuple[bool, Unreachable | None]:
+        """Wait for the outage breaker and the pacer: `(is_trial, None)`, or the final outage."""
         while True:
             now = self._clock.monotonic()
             if self.breaker.expired(now):
-                return Unreachable(
+                return False, Unreachable(
                     f"Plain has not answered for {self.breaker.down_for(now):.0f}s (the outage "
                     f"limit is {self.breaker.limit_s:.0f}s); stopping, unsent rows stay retryable",
                     code="UNREACHABLE",
                 )
-            wait, probe = self.breaker.permit(now)
-            if probe:
+            permit, wait = self.breaker.permit(now)
+            if permit == "probe":
                 await self._probe()
-            elif wait <= 0:
-                await self._pace()
-                return None
-            else:
+            elif permit == "wait":
                 await self._clock.sleep(min(wait, 1.0))
+            else:
+                await self._pace()
+                return permit == "trial", None
 
     async def _probe(self) -> None:
         """Ask Plain something cheap (the preflight query): no row spends an attempt on it."""
@@ -352,32 +355,33 @@ class Sender:
             status, _, _ = await self._post(plain.preflight_body())
         except Transient:
             status = None
-        now = self._clock.monotonic()
         if status is None or status >= 500:
-            self.breaker.failed(now, probe=True)
+            self.breaker.failed(self._clock.monotonic(), probe=True)
             log.info("probe: Plain is still not answering (%s)", status or "no answer")
         else:
-            self.breaker.answered(now)
-            self._outage_news(was_open=True)
+            self.breaker.probe_answered()
+            log.info("probe: Plain answers (HTTP %s); one request goes out as a trial", status)
 
     async def _request(
         self,
         body: Mapping[str, Any],
         classify: Callable[[int, httpx.Headers, bytes], Answer | list[Answer]],
+        *,
+        trial: bool,
     ) -> tuple[int | None, Answer | list[Answer]]:
         """One request; the outage breaker learns whether Plain answered."""
         was_open = self.breaker.is_open
         try:
             status, headers, content = await self._post(body)
         except Transient as exc:
-            self.breaker.failed(self._clock.monotonic())
+            self.breaker.failed(self._clock.monotonic(), probe=trial)
             self._outage_news(was_open)
             return None, Answer("transient", exc.code, str(exc))
         reply = classify(status, headers, content)
         if isinstance(reply, Answer) and reply.kind == "transient" and status >= 500:
-            self.breaker.failed(self._clock.monotonic())
+            self.breaker.failed(self._clock.monotonic(), probe=trial)
         else:
-            self.breaker.answered(self._clock.monotonic())
+            self.breaker.answered()
         self._outage_news(was_open)
         return status, reply
 

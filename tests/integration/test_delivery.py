@@ -193,3 +193,15 @@ def test_max_failures_as_a_share_waits_for_100_answers_then_stops_with_3(tmp_pat
         tolerant = run(settings_for(fake, tmp_path, sources=(source,), max_failures="25%"))
     assert tolerant.exit_code == 1
     assert tolerant.counts["invalid"] == SAMPLE_ROWS // 5
+
+
+def test_plain_answering_queries_while_every_write_fails_is_an_outage_too(tmp_path):
+    with FakePlain(rate_limit=100_000, faults=Faults(error_500=1.0)) as fake:
+        started = time.monotonic()
+        summary = run(settings_for(fake, tmp_path, limit=40, concurrency=4, outage_limit="3s"))
+        stats = fake.stats()
+    assert summary.exit_code == 5 and summary.outages == 1
+    assert summary.counts == {"retryable": 40}
+    assert time.monotonic() - started < 20
+    # Probes are cheap queries; writes went out only as the few trials.
+    assert stats.by_operation["createCustomerEvent"] < 20

@@ -89,13 +89,27 @@ async def test_delivered_first_time():
 
 
 async def test_transient_failures_are_retried_with_backoff_then_retryable():
-    sender, seen, clock = sender_with([(500, {})] * 4, max_retries=3)
+    # Alone, a row's failures in a row may be an outage: the breaker opens after five, its
+    # probe is answered, and the row's trial fails too: it is the row, which gives up.
+    def answered_probe(request: httpx.Request):
+        assert json.loads(request.content)["operationName"] == "preflight"
+        return 200, {"data": {"myWorkspace": {"id": "w", "name": "W"}}}
+
+    answers = [(500, {})] * 5 + [answered_probe, (500, {})]
+    sender, seen, clock = sender_with(answers, max_retries=3)
     sent = await sender.send(EVENT)
     await sender.aclose()
-    assert sent.outcome.status == Status.RETRYABLE and sent.outcome.attempts == 4
+    assert sent.outcome.status == Status.RETRYABLE and sent.outcome.attempts == 6
+    assert len(seen) == 7
     backoffs = [s for s in clock.slept if s > 0.11]
-    assert len(backoffs) == 3
     assert 0.25 <= backoffs[0] <= 0.5 and 1.0 <= backoffs[2] <= 2.0
+
+
+async def test_with_no_retries_a_lone_failure_gives_up_at_once():
+    sender, seen, _ = sender_with([(500, {})], max_retries=0)
+    sent = await sender.send(EVENT)
+    await sender.aclose()
+    assert sent.outcome.status == Status.RETRYABLE and len(seen) == 1
 
 
 async def test_other_requests_failing_too_keep_a_row_from_giving_up_before_the_breaker_decides():
