@@ -275,6 +275,7 @@ class _Job:
         self._ledger_status: dict[str, str] = {}
         self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
         self.failure_limit = settings.failure_limit
+        self._signalled = False
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -659,10 +660,12 @@ class _Job:
                 raise task.exception()  # type: ignore[misc]
 
     def _on_signal(self, signum: signal.Signals) -> None:
-        if self.stop.is_set:
+        if self._signalled:
             # A second signal: leave at once; every ledger write is its own transaction.
             os._exit(EXIT_SIGNALS[signum])
+        self._signalled = True
         self.notice(f"{signum.name}: stopping intake, letting requests in flight finish")
+        # A run already stopping for another reason keeps that reason and its exit code.
         self.stop.set(f"interrupted by {signum.name}", EXIT_SIGNALS[signum])
 
     async def _heartbeat(self) -> None:

@@ -3,6 +3,7 @@ test_run_cli.py and test_crash_resume.py)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -68,3 +69,25 @@ def test_6_when_another_live_run_holds_the_ledger(tmp_path):
     assert "re-run later" in second.stderr or "in use" in second.stderr
     with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
         assert set(ledger.status_counts()) <= {"delivered", "in_flight"}
+
+
+def test_one_signal_during_a_stop_for_another_reason_lets_the_run_end_cleanly(tmp_path):
+    with FakePlain(rate_limit=100_000) as fake:
+        process = cli_popen(*args(fake.url, tmp_path, "--rate", "100/s"), env=ENV)
+        deadline = time.monotonic() + 60
+        while len(fake.stats().creations) < 50 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Slow answers keep requests in flight; the revoked key stops the run (exit 4).
+        fake.faults = Faults(latency_ms=(1500, 2000))
+        time.sleep(0.3)
+        fake.revoke("test-key")
+        while not fake.stats().unauthenticated and time.monotonic() < deadline:
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    # The signal did not cut the stop short: the run kept its reason and wrote its results.
+    assert process.returncode == 4, stderr
+    assert "stopped (exit 4)" in stdout
+    assert list((tmp_path / "results").glob("*/summary.json"))
+    with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+        assert "in_flight" not in ledger.status_counts()
