@@ -50,7 +50,7 @@ from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
 from backfill.planner import Decision, Planned, plan
 from backfill.readers import ReadProgress, read_chunks, read_header
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
-from backfill.sender import Sender, SendOptions
+from backfill.sender import Sender, SendOptions, Sent
 
 log = logging.getLogger(__name__)
 
@@ -455,6 +455,7 @@ class _Job:
     async def _deliver(self, batch: list[Event]) -> None:
         """Send events: in_flight in the ledger first, then their answers."""
         state = "unsent"
+        answers: dict[str, Sent] = {}
         try:
             if self.stop.is_set or not await self._preflight():
                 for event in batch:
@@ -474,40 +475,46 @@ class _Job:
             )
             state = "in_flight"
             sendable = [event for event in batch if event.external_id not in refused]
-            results = await self.sender.send_many(sendable) if sendable else []
-            answers = dict(zip((event.external_id for event in sendable), results, strict=True))
-            outcomes: list[tuple[Event, Outcome]] = []
-            attempts = []
             for event in batch:
-                sent = answers.get(event.external_id)
-                if sent is None:
-                    outcomes.append((event, refused[event.external_id]))
-                    continue
-                if sent.stop is not None:
-                    self.stop.set(str(sent.stop), sent.stop.exit_code, sent.stop)
-                outcomes.append((event, sent.outcome))
-                attempts += sent.attempts
-            self.ledger.record_outcomes(self.run_id, outcomes, attempts)
+                if event.external_id in refused:
+                    answers[event.external_id] = Sent(refused[event.external_id], [])
+            if sendable:
+                await self.sender.send_many(
+                    sendable,
+                    stopping=lambda: self.stop.is_set,
+                    settled=lambda n, sent: answers.__setitem__(sendable[n].external_id, sent),
+                )
+            self._record(batch, answers)
             state = "recorded"
-            for event, outcome in outcomes:
-                if (
-                    outcome.status == Status.REJECTED
-                    and outcome.code == "not_found"
-                    and event.customer
-                ):
-                    self.unknown_customers.add(event.customer)
-                self._write_event(event, outcome)
             self._report_progress()
-        except BaseException:
+        except BaseException as exc:
             # Whatever stopped us (cancellation at the end of a stop, a ledger error),
             # every row still gets its line in results.csv.
+            if state == "in_flight" and answers and isinstance(exc, asyncio.CancelledError):
+                # Cut short at the end of a stop: what has its answer is recorded, the
+                # rest stays in_flight.
+                self._record([e for e in batch if e.external_id in answers], answers)
             for event in batch:
                 if state == "unsent":
                     self._unsent(event)
-                elif state == "in_flight":
+                elif state == "in_flight" and event.external_id not in answers:
                     note = "the run stopped before Plain's answer was recorded; sent again next run"
                     self._write_event(event, Outcome(Status.IN_FLIGHT, attempts=1), note=note)
             raise
+
+    def _record(self, events: list[Event], answers: dict[str, Sent]) -> None:
+        """Record the answers of sent events in the ledger, then in the results."""
+        outcomes = [(event, answers[event.external_id].outcome) for event in events]
+        attempts = [a for event in events for a in answers[event.external_id].attempts]
+        for event in events:
+            stop = answers[event.external_id].stop
+            if stop is not None:
+                self.stop.set(str(stop), stop.exit_code, stop)
+        self.ledger.record_outcomes(self.run_id, outcomes, attempts)
+        for event, outcome in outcomes:
+            if outcome.status == Status.REJECTED and outcome.code == "not_found" and event.customer:
+                self.unknown_customers.add(event.customer)
+            self._write_event(event, outcome)
 
     async def _customer_ready(self, event: Event) -> Outcome | None:
         """With --upsert-customers: upsert the event's customer once per run and ledger.

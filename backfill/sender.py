@@ -157,12 +157,20 @@ class Sender:
         """Send one event until it has a final outcome (or the run must stop)."""
         return (await self.send_many([event]))[0]
 
-    async def send_many(self, events: Sequence[Event]) -> list[Sent]:
+    async def send_many(
+        self,
+        events: Sequence[Event],
+        *,
+        stopping: Callable[[], bool] | None = None,
+        settled: Callable[[int, Sent], None] | None = None,
+    ) -> list[Sent]:
         """Send events, up to `events_per_request` in one request, each to its own outcome.
 
         A document refused as a whole (validation, size, complexity) lowers
         `events_per_request` for the rest of the run; a request refused for one bad
-        variable is split in halves until the bad event stands alone.
+        variable is split in halves until the bad event stands alone. Once `stopping()`
+        says so, nothing more is sent: what has no answer yet is `retryable`. `settled`
+        hears of each event's outcome as soon as it is final (by its index).
         """
 
         def body(unit: Sequence[int]) -> dict[str, Any]:
@@ -185,7 +193,12 @@ class Sender:
             )
 
         return await self._until_final(
-            [event.external_id for event in events], body, classify, split=True
+            [event.external_id for event in events],
+            body,
+            classify,
+            split=True,
+            stopping=stopping,
+            settled=settled,
         )
 
     async def upsert(self, customer: str, upsert: Mapping[str, Any]) -> Sent:
@@ -209,6 +222,8 @@ class Sender:
         classify: Callable[[Sequence[int], int, httpx.Headers, bytes], Answer | list[Answer]],
         *,
         split: bool,
+        stopping: Callable[[], bool] | None = None,
+        settled: Callable[[int, Sent], None] | None = None,
     ) -> list[Sent]:
         """Send items (by index) in requests of up to `events_per_request` until each is final."""
         count = len(labels)
@@ -222,9 +237,21 @@ class Sender:
         def settle(unit: Iterable[int], answer: Answer, stop: PlainError | None = None) -> None:
             for n in unit:
                 status = _FINAL.get(answer.kind, Status.RETRYABLE)
-                results[n] = Sent(_outcome(status, answer, attempts[n]), attempts[n], stop)
+                sent = Sent(_outcome(status, answer, attempts[n]), attempts[n], stop)
+                results[n] = sent
+                if settled is not None:
+                    settled(n, sent)
 
         while units:
+            if stopping is not None and stopping():
+                # The run is stopping: no new request, no retry; the next run sends these.
+                stopped = Answer("transient", "STOPPED", "the run stopped before an answer")
+                for n in (n for left in units for n in left):
+                    tried = attempts[n][-1] if attempts[n] else None
+                    settle(
+                        [n], Answer("transient", tried.code, tried.message) if tried else stopped
+                    )
+                break
             unit = units.popleft()
             trial, unreachable = await self._admit()
             if unreachable is not None:

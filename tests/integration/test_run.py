@@ -220,17 +220,19 @@ def test_an_unwritable_results_dir_stops_before_anything_is_sent(fake_plain, tmp
 
 
 def test_rows_that_outlast_their_retries_are_retryable_and_the_next_run_sends_them(tmp_path):
-    # Two 500s in a row, one sender: fewer than an outage takes, so the row uses up its retries.
-    with FakePlain(rate_limit=100_000, faults=Faults(fail_next=2)) as fake:
-        first = run(settings_for(fake, tmp_path, limit=20, max_retries=1, concurrency=1))
+    # Scattered 500s, no retries: a row whose failure Plain answered around gives up.
+    with FakePlain(rate_limit=100_000, faults=Faults(error_500=0.25, seed=5)) as fake:
+        first = run(settings_for(fake, tmp_path, limit=40, max_retries=0, concurrency=4))
         assert first.exit_code == 1
-        assert first.counts.get("retryable", 0) == 1 and first.outages == 0
+        assert first.counts.get("retryable", 0) >= 1
         retryable = first.counts["retryable"]
+        fake.faults = Faults()
         failed = pd.read_csv(f"{first.results_dir}/failed.csv", dtype=str, keep_default_na=False)
         assert set(failed["status"]) == {"retryable"} and set(failed["code"]) == {"HTTP_500"}
-        second = run(settings_for(fake, tmp_path, limit=20))
+        second = run(settings_for(fake, tmp_path, limit=40))
         stats = fake.stats()
     assert second.exit_code == 0
     assert second.requests == retryable + 1  # the preflight and the retryable rows only
-    assert second.counts == {"delivered": 20}
-    assert len(stats.creations) == 20 and set(stats.creations.values()) == {1}
+    assert set(second.counts) <= {"delivered", "already_existed"}
+    assert second.skipped_done == 40 - retryable
+    assert len(stats.creations) == 40 and set(stats.creations.values()) == {1}

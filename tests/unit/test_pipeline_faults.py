@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+import time
 
 import httpx
 import pytest
@@ -118,3 +122,41 @@ async def test_an_endpoint_that_is_not_plain_never_marks_rows_rejected(tmp_path,
     )
     assert summary.exit_code in (2, 5)
     assert "rejected" not in summary.counts
+
+
+async def test_a_stop_during_a_batch_records_what_plain_answered_and_retries_nothing_more(tmp_path):
+    """K=5: four events are created, one keeps failing; a signal ends the run at once."""
+    created: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if "input" in body["variables"]:  # the failing one, retried alone
+            return httpx.Response(500, json={"errors": [{"message": "boom"}]})
+        data, errors = {}, []
+        for name, value in body["variables"].items():
+            alias = "e" + name[1:]
+            if alias == "e0":
+                data[alias] = None
+                error = {"message": "boom", "path": [alias], "extensions": {"code": "INTERNAL"}}
+                errors.append(error)
+            else:
+                created.append(value["externalId"])
+                event = {"customerEvent": {"id": f"tev_{alias}", "customerId": "c"}, "error": None}
+                data[alias] = event
+        return httpx.Response(200, json={"data": data, "errors": errors})
+
+    loop = asyncio.get_running_loop()
+    loop.call_later(1.0, os.kill, os.getpid(), signal.SIGINT)
+    run = arun(
+        settings(tmp_path, limit=5, events_per_request=5, concurrency=1, max_retries=50),
+        handle_signals=True,
+        transport=transport(answer),
+    )
+    started = time.monotonic()
+    summary = await asyncio.wait_for(run, 30)
+    assert summary.exit_code == 130
+    assert time.monotonic() - started < 5  # no waiting out the grace period
+    assert len(created) == 4
+    assert summary.counts == {"delivered": 4, "retryable": 1}
+    with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+        assert ledger.status_counts() == {"delivered": 4, "retryable": 1}
