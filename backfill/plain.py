@@ -147,17 +147,20 @@ def classify_batch(
     parsed = _json(body) if status == 200 else None
     data = parsed.get("data") if parsed is not None else None
     aliases = [f"e{n}" for n in range(len(kinds))]
-    if not isinstance(data, dict) or not any(data.get(alias) for alias in aliases):
-        result = classify_http(status, headers, body, now=now)
-        if isinstance(result, Answer):
-            return result
-        data = result
     errors = parsed.get("errors") if parsed is not None else None
     by_alias: dict[str, Any] = {}
     for error in errors if isinstance(errors, list) else ():
         path = error.get("path") if isinstance(error, dict) else None
-        if isinstance(path, list) and path and isinstance(path[0], str):
+        if isinstance(path, list) and path and path[0] in aliases:
             by_alias.setdefault(path[0], error)
+    answered = isinstance(data, dict) and any(data.get(alias) for alias in aliases)
+    if not answered and not (isinstance(data, dict) and by_alias):
+        # Nothing per event: the request as a whole was answered (or refused).
+        result = classify_http(status, headers, body, now=now)
+        if isinstance(result, Answer):
+            return result
+        data = result
+    assert isinstance(data, dict)
     answers: list[Answer] = []
     for alias, kind in zip(aliases, kinds, strict=True):
         value = data.get(alias)

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backfill import plain
 from backfill.plain import classify_http, classify_mutation, rate_limit_wait
 
 
@@ -237,3 +238,34 @@ def test_a_graphql_error_with_null_data_is_classified_by_its_code():
     }
     answer = classify_http(200, {}, body(payload))
     assert not isinstance(answer, dict) and answer.kind == "rejected"
+
+
+def test_a_batch_whose_every_alias_failed_on_its_own_is_classified_per_alias():
+    from backfill.models import EventKind
+
+    body = {
+        "data": {"e0": None, "e1": None},
+        "errors": [
+            {"message": "bad", "path": ["e0"], "extensions": {"code": "BAD_REQUEST"}},
+            {"message": "boom", "path": ["e1"], "extensions": {"code": "INTERNAL_SERVER_ERROR"}},
+        ],
+    }
+    kinds = [EventKind.CUSTOMER, EventKind.CUSTOMER]
+    answers = plain.classify_batch(200, {}, json.dumps(body).encode(), kinds)
+    assert isinstance(answers, list)
+    assert [(a.kind, a.code) for a in answers] == [
+        ("rejected", "BAD_REQUEST"),
+        ("transient", "INTERNAL_SERVER_ERROR"),
+    ]
+
+
+def test_a_batch_refused_as_a_whole_is_one_answer():
+    from backfill.models import EventKind
+
+    body = {"errors": [{"message": "too big", "extensions": {"code": "GRAPHQL_VALIDATION_FAILED"}}]}
+    answer = plain.classify_batch(400, {}, json.dumps(body).encode(), [EventKind.CUSTOMER] * 3)
+    assert isinstance(answer, plain.Answer) and answer.kind == "rejected"
+    # data null with an error naming no alias: the whole request too.
+    body = {"data": None, "errors": [{"message": "x", "extensions": {"code": "UNAUTHENTICATED"}}]}
+    answer = plain.classify_batch(200, {}, json.dumps(body).encode(), [EventKind.CUSTOMER] * 2)
+    assert isinstance(answer, plain.Answer) and answer.kind == "auth"
