@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 #: A row that meets this many 429s in a row is left `retryable` rather than waiting forever.
 MAX_RATE_LIMIT_WAITS: Final = 100
+#: A request of several events refused with 429 after this many resets in a row is split.
+LIMITED_BEFORE_SPLIT: Final = 3
 USER_AGENT: Final = "plain-backfill"
 #: Waits for a window's reset end this much after it, for the clocks' disagreement.
 RESET_MARGIN_S: Final = 0.05
@@ -232,7 +234,7 @@ class Sender:
         results: list[Sent | None] = [None] * count
         size = self.events_per_request if split else 1
         units = deque(_chunks(list(range(count)), size))
-        waits = 0
+        waits = limited_in_a_row = 0
 
         def settle(unit: Iterable[int], answer: Answer, stop: PlainError | None = None) -> None:
             for n in unit:
@@ -317,6 +319,7 @@ class Sender:
                 break
             if not retry:
                 continue
+            limited_in_a_row = limited_in_a_row + 1 if limited is not None else 0
             if limited is not None:
                 self.rate_limited += 1
                 waits += 1
@@ -324,6 +327,18 @@ class Sender:
                 if waits >= MAX_RATE_LIMIT_WAITS:
                     settle([*retry, *(n for left in units for n in left)], limited)
                     break
+                if len(retry) > 1 and limited_in_a_row >= LIMITED_BEFORE_SPLIT:
+                    # Refused after every reset: Plain may count each event against the
+                    # limit, and K of them may be more than a window allows.
+                    refusal = Answer(
+                        "rejected",
+                        "RATE_LIMITED",
+                        f"refused with 429 after {limited_in_a_row} resets in a row; Plain "
+                        "may count each event of a request against its rate limit",
+                    )
+                    units.extendleft(reversed(self._split(retry, refusal)))
+                    limited_in_a_row = 0
+                    continue
             elif not self.breaker.is_open:
                 tries = max(failures[n] for n in retry)
                 delay = self.options.backoff.delay(tries, self._rand)

@@ -205,3 +205,17 @@ def test_plain_answering_queries_while_every_write_fails_is_an_outage_too(tmp_pa
     assert time.monotonic() - started < 20
     # Probes are cheap queries; writes went out only as the few trials.
     assert stats.by_operation["createCustomerEvent"] < 20
+
+
+def test_a_plain_that_charges_each_event_and_allows_fewer_than_k_a_window_makes_k_fall(tmp_path):
+    with FakePlain(rate_limit=10, window_s=0.5, count_mutations=True) as fake:
+        summary = run(
+            settings_for(
+                fake, tmp_path, limit=40, concurrency=2, events_per_request=20, rate="auto"
+            )
+        )
+        stats = fake.stats()
+    assert summary.exit_code == 0 and summary.counts == {"delivered": 40}
+    assert summary.events_per_request_used <= 10
+    assert any("429" in reason for reason in summary.fallbacks)
+    assert len(stats.creations) == 40 and set(stats.creations.values()) == {1}
