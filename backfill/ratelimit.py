@@ -62,6 +62,17 @@ class Pacer:
         self._next = slot + 1.0 / self.rate
         return slot - now
 
+    def claim(self, now: float, horizon: float) -> float | None:
+        """Claim the next slot if it is at most `horizon` away: the wait, else None.
+
+        >>> pacer = Pacer(rate=1.0)
+        >>> pacer.claim(0.0, horizon=0.5), pacer.claim(0.0, horizon=0.5)
+        (0.0, None)
+        """
+        if max(self._next, now) - now > horizon:
+            return None
+        return self.reserve(now)
+
     def set_rate(self, rate: float) -> None:
         """Pace at `rate` from the last slot on (slots already claimed keep their time)."""
         self.rate = rate

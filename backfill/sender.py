@@ -29,6 +29,9 @@ LIMITED_BEFORE_SPLIT: Final = 3
 USER_AGENT: Final = "plain-backfill"
 #: Waits for a window's reset end this much after it, for the clocks' disagreement.
 RESET_MARGIN_S: Final = 0.05
+#: A sender claims a pacing slot at most this far ahead, so a faster rate (a new window
+#: under `--rate auto`) applies at once instead of after slots taken at the slow one.
+PACE_HORIZON_S: Final = 0.25
 _FINAL: Final = {
     "delivered": Status.DELIVERED,
     "already_existed": Status.ALREADY_EXISTED,
@@ -443,7 +446,12 @@ class Sender:
 
     async def _pace(self) -> None:
         while True:
-            delay = self.pacer.reserve(self._clock.monotonic())
+            now = self._clock.monotonic()
+            delay = self.pacer.claim(now, horizon=PACE_HORIZON_S)
+            if delay is None:
+                # No slot near enough: wait for the hold to end, or for a faster rate.
+                await self._clock.sleep(max(self.pacer.held_until - now, PACE_HORIZON_S))
+                continue
             if delay > 0:
                 await self._clock.sleep(delay)
             # A 429 seen while this sender slept holds it too: take a new slot after the hold.

@@ -101,3 +101,12 @@ def test_the_pacer_follows_a_new_rate_from_its_last_slot():
     pacer.pause_until(5.0)
     pacer.set_rate(20.0)
     assert pacer.reserve(0.2) == pytest.approx(4.8)
+
+
+def test_a_slot_too_far_ahead_is_not_claimed_so_a_faster_rate_applies_at_once():
+    pacer = Pacer(rate=1.0)
+    assert pacer.claim(0.0, horizon=0.25) == 0.0
+    # At one a second the next slot is 1 s away: not claimed, nothing reserved.
+    assert pacer.claim(0.1, horizon=0.25) is None
+    pacer.set_rate(20.0)  # a new window under --rate auto
+    assert pacer.claim(0.1, horizon=0.25) == pytest.approx(0.0)
