@@ -107,7 +107,7 @@ _COPY_VALUE_LIMIT: Final = 1_000
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _DOCUMENT_CACHE_SIZE: Final = 512
 _VALIDATION_MESSAGE: Final = "There was a validation error."
-_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _DUPLICATE_MESSAGE: Final = "An event with this external ID already exists."
 
 

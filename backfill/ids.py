@@ -27,10 +27,10 @@ from typing import Final
 
 ID_FORMAT_VERSION: Final = 1
 KEY_TYPES: Final = ("string", "int", "decimal", "timestamp")
-NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_INT = re.compile(r"^[+-]?[0-9]+$")
+NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+_INT = re.compile(r"^[+-]?[0-9]+\Z")
 #: Text json.dumps(..., ensure_ascii=False) writes unchanged between quotes.
-_PLAIN_JSON = re.compile(r'^[^"\\\x00-\x1f]*$')
+_PLAIN_JSON = re.compile(r'[^"\\\x00-\x1f]*')
 _SECONDS_OFFSET = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
 #: A key like 1E+999999 would expand to a million digits: refuse it.
 MAX_DECIMAL_EXPONENT: Final = 1000
@@ -119,7 +119,8 @@ def external_id(namespace: str, normalised: Sequence[str]) -> str:
     >>> external_id("acme", ["evt_1"])
     'acme_c73dd2acbf92fbf60d1d58444021b1ce'
     """
-    if all(_PLAIN_JSON.match(value) for value in normalised) and _PLAIN_JSON.match(namespace):
+    # fullmatch: `$` would also match before a final newline, which json.dumps escapes.
+    if all(_PLAIN_JSON.fullmatch(v) for v in normalised) and _PLAIN_JSON.fullmatch(namespace):
         # The same bytes json.dumps writes for strings with nothing to escape, faster.
         quoted = '","'.join(normalised)
         payload = f'[{ID_FORMAT_VERSION},"{namespace}",["{quoted}"]]'

@@ -37,7 +37,7 @@ from backfill.models import Event, EventKind, Invalid, RowProblem, SourceRow
 
 MAX_EXTERNAL_ID = 255
 _ROW_GQL = COMPONENTS[ROW].gql
-_SIMPLE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][^\s]*)?$")
+_SIMPLE_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][^\s]*)?\Z")
 ELLIPSIS = "…"
 
 

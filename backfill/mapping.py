@@ -155,8 +155,8 @@ COMPONENTS: Final[dict[str, ComponentSpec]] = {
 }
 ROW: Final = "row"
 
-_BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE = re.compile(r"^\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}\Z")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _SYNTAX = re.compile(r"\{[{%#]")
 #: Names a fast path must not take for a column: `row` and Jinja's literals.
 _NOT_COLUMNS: Final = frozenset({"row", "true", "false", "none", "True", "False", "None"})

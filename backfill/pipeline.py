@@ -276,6 +276,8 @@ class _Job:
         self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
         self.failure_limit = settings.failure_limit
         self._signalled = False
+        #: Rows settled by earlier runs (and of those, the rejected), for --max-failures.
+        self._earlier = self._failed_earlier = 0
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -394,6 +396,9 @@ class _Job:
                 mapped = map_row(self.mapper, item.row, item.external_id)
                 if isinstance(mapped, Invalid) or mapped.payload_hash != entry.payload_hash:
                     self.counts.changed_payloads += 1
+        self._earlier += 1
+        if entry.status in (Status.INVALID, Status.REJECTED):
+            self._failed_earlier += 1
         note = f"settled by run {entry.run_id}; not sent again"
         self._write(
             ResultRow(
@@ -727,10 +732,11 @@ class _Job:
             self._check_failures(self.failure_limit)
 
     def _check_failures(self, limit: FailureLimit) -> None:
+        # Only this run's rows count: rows settled by earlier runs are not sent again.
         by = self.counts
-        failed = by.get(Status.INVALID) + by.get(Status.REJECTED)
-        answered = sum(by.by_status.values()) - by.skipped_done
-        read = by.rows_read - by.skipped_done
+        failed = by.get(Status.INVALID) + by.get(Status.REJECTED) - self._failed_earlier
+        answered = sum(by.by_status.values()) - self._earlier
+        read = by.rows_read - self._earlier
         if limit.exceeded(failed, answered, read) and not self.stop.is_set:
             self.stop.set(
                 f"stopped by --max-failures {limit}: {failed} of {max(answered, read)} rows "

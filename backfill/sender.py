@@ -29,6 +29,8 @@ LIMITED_BEFORE_SPLIT: Final = 3
 USER_AGENT: Final = "plain-backfill"
 #: Waits for a window's reset end this much after it, for the clocks' disagreement.
 RESET_MARGIN_S: Final = 0.05
+#: The shortest hold after a 429.
+MIN_HOLD_S: Final = 0.25
 #: A sender claims a pacing slot at most this far ahead, so a faster rate (a new window
 #: under `--rate auto`) applies at once instead of after slots taken at the slow one.
 PACE_HORIZON_S: Final = 0.25
@@ -440,6 +442,8 @@ class Sender:
             self._notice("Plain answers again: resuming")
 
     def _hold(self, wait_s: float) -> None:
+        # A reset already past (a wrong header) must not become a tight loop of 429s.
+        wait_s = max(wait_s, MIN_HOLD_S)
         # A 429 holds every sender until the window resets, not only the one that saw it.
         self.pacer.pause_until(self._clock.monotonic() + wait_s + RESET_MARGIN_S)
         log.info("rate limited: holding every request for %.2fs", wait_s)
