@@ -14,6 +14,14 @@ from backfill import config, pipeline
 from backfill.errors import BackfillError
 from backfill.reports import render_summary, render_validation
 
+_FORMAT = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl", "parquet"]),
+    help="Read every source as this format [default: from each file's name: .csv, .tsv, "
+    ".jsonl, .ndjson, .json, .parquet, each maybe .gz, .bz2, .xz or .zst].",
+)
+
 
 def _given(value: Any) -> Any:
     """click gives None (or False for flags) when an option is absent: that is UNSET."""
@@ -92,15 +100,21 @@ def cli(verbose: int) -> None:
     is_flag=True,
     help="Read, map and plan against the ledger; send nothing, write nothing to the ledger.",
 )
+@_FORMAT
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
-def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> None:
+def run(
+    sources: tuple[str, ...], mapping: str, quiet: bool, fmt: str | None, **options: Any
+) -> None:
     """Send every row of SOURCES to Plain as an event; resumes from the ledger.
 
     The API key comes from the PLAIN_API_KEY environment variable, never an argument.
     """
     try:
         settings = config.resolve(
-            sources=sources, mapping=mapping, **{k: _given(v) for k, v in options.items()}
+            sources=sources,
+            mapping=mapping,
+            format=_given(fmt),
+            **{k: _given(v) for k, v in options.items()},
         )
         with _ProgressDisplay(enabled=not quiet) as display:
             summary = pipeline.run(
@@ -123,12 +137,14 @@ def run(sources: tuple[str, ...], mapping: str, quiet: bool, **options: Any) -> 
 @click.option(
     "--upsert-customers", is_flag=True, help="Also check each row's customer can be upserted."
 )
+@_FORMAT
 def validate(
     sources: tuple[str, ...],
     mapping: str,
     results_dir: str,
     limit: int | None,
     upsert_customers: bool,
+    fmt: str | None,
 ) -> None:
     """Map every row offline, exactly as run would; exit 1 if any row is invalid.
 
@@ -141,6 +157,7 @@ def validate(
             results_dir=results_dir,
             limit=limit,
             upsert_customers=upsert_customers,
+            fmt=fmt or "",
         )
     except BackfillError as exc:
         _fail(exc)
@@ -163,17 +180,24 @@ def validate(
     "--line", "lines", type=int, multiple=True, help="Show the row starting on this line."
 )
 @click.option("--upsert-customers", is_flag=True, help="Also show each customer upsert.")
+@_FORMAT
 def preview(
     sources: tuple[str, ...],
     mapping: str,
     count: int,
     lines: tuple[int, ...],
     upsert_customers: bool,
+    fmt: str | None,
 ) -> None:
     """Print, as JSON, the exact GraphQL variables run would send for some rows."""
     try:
         shown = pipeline.preview(
-            sources, mapping, n=count, lines=lines, upsert_customers=upsert_customers
+            sources,
+            mapping,
+            n=count,
+            lines=lines,
+            upsert_customers=upsert_customers,
+            fmt=fmt or "",
         )
     except BackfillError as exc:
         _fail(exc)

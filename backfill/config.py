@@ -63,6 +63,8 @@ class Settings:
     dry_run: bool = False
     chunk_rows: int = DEFAULT_CHUNK_ROWS
     events_per_request: int = 1
+    #: csv, jsonl or parquet for every source; empty: from each file's name.
+    format: str = ""
     outage_limit: str = DEFAULT_OUTAGE_LIMIT
     max_failures: str = ""
     headroom: str = DEFAULT_HEADROOM
@@ -106,6 +108,7 @@ class Settings:
             "upsert_customers": self.upsert_customers,
             "dry_run": self.dry_run,
             "events_per_request": self.events_per_request,
+            "format": self.format,
             "outage_limit": self.outage_limit,
             "max_failures": self.max_failures,
             "headroom": self.headroom,

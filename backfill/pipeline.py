@@ -48,7 +48,8 @@ from backfill.models import (
 )
 from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
 from backfill.planner import Decision, Planned, plan
-from backfill.readers import ReadProgress, read_chunks, read_header
+from backfill.readers import FORMATS, Format, ReadProgress, expand, read_chunks, read_header
+from backfill.readers.files import kind_of
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
 from backfill.sender import Sender, SendOptions, Sent
 
@@ -129,7 +130,8 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
-    spec, mapper = _prepare(settings.sources, settings.mapping)
+    prepared = _prepare(settings.sources, settings.mapping, settings.format)
+    spec = prepared.spec
     dry_run = settings.dry_run
     if not settings.api_key and not dry_run:
         raise ConfigError("set PLAIN_API_KEY to the API key of the workspace to write to")
@@ -143,7 +145,7 @@ async def arun(
         run_id = new_run_id()
         folder = Path(settings.results_dir) / (f"{run_id}-dry-run" if dry_run else run_id)
         say = notice or (lambda text: log.info("%s", text))
-        job = _Job(settings, spec, mapper, ledger, run_id, folder, say, progress, transport)
+        job = _Job(settings, prepared, ledger, run_id, folder, say, progress, transport)
         if not dry_run:
             ledger.start_run(
                 run_id,
@@ -242,8 +244,7 @@ class _Job:
     def __init__(
         self,
         settings: Settings,
-        spec: MappingSpec,
-        mapper: Mapper,
+        prepared: _Prepared,
         ledger: SqliteLedger,
         run_id: str,
         folder: Path,
@@ -252,8 +253,9 @@ class _Job:
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self.settings = settings
-        self.spec = spec
-        self.mapper = mapper
+        self.spec = prepared.spec
+        self.mapper = prepared.mapper
+        self.prepared = prepared
         self.ledger = ledger
         self.run_id = run_id
         self.folder = folder
@@ -307,7 +309,8 @@ class _Job:
     async def _produce(self, queue: asyncio.Queue[Event | None]) -> None:
         try:
             for chunk in read_chunks(
-                self.settings.sources,
+                self.prepared.files,
+                fmt=self.prepared.fmt,
                 limit=self.settings.limit,
                 chunk_rows=self.settings.chunk_rows,
                 progress=self.read_progress,
@@ -847,6 +850,7 @@ def validate(
     limit: int | None = None,
     upsert_customers: bool = False,
     progress: Callable[[int], None] | None = None,
+    fmt: str = "",
 ) -> ValidateSummary:
     """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
 
@@ -856,7 +860,8 @@ def validate(
     >>> summary.invalid
     0
     """
-    spec, mapper = _prepare(sources, mapping)
+    prepared = _prepare(sources, mapping, fmt)
+    spec, mapper = prepared.spec, prepared.mapper
     if upsert_customers:
         _check_upsert(spec)
     check_id = "validate-" + new_run_id()
@@ -867,7 +872,7 @@ def validate(
     rows = valid = invalid = duplicates = 0
     # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
     with SqliteLedger.scratch() as scratch:
-        for chunk in read_chunks(sources, limit=limit):
+        for chunk in read_chunks(prepared.files, fmt=prepared.fmt, limit=limit):
             rows += len(chunk)
             pairs = [(row, _id_or_problem(mapper, row)) for row in chunk]
             first_seen = scratch.first_seen(
@@ -916,6 +921,7 @@ def preview(
     n: int = 5,
     lines: Sequence[int] = (),
     upsert_customers: bool = False,
+    fmt: str = "",
 ) -> list[dict[str, Any]]:
     """The exact GraphQL variables `run` would send for the first `n` rows, or given lines.
 
@@ -924,11 +930,12 @@ def preview(
     """
     if n < 1:
         raise ConfigError("-n must be at least 1")
-    _, mapper = _prepare(sources, mapping)
+    prepared = _prepare(sources, mapping, fmt)
+    mapper, files = prepared.mapper, prepared.files
     wanted = {str(line) for line in lines}
     found: set[tuple[str, str]] = set()
     shown: list[dict[str, Any]] = []
-    for chunk in read_chunks(sources):
+    for chunk in read_chunks(files, fmt=prepared.fmt):
         for row in chunk:
             if wanted and row.position not in wanted:
                 continue
@@ -936,9 +943,9 @@ def preview(
             shown.append(_preview_row(mapper, row, upsert_customers=upsert_customers))
             if not wanted and len(shown) >= n:
                 return shown
-            if wanted and len(found) == len(wanted) * len(sources):
+            if wanted and len(found) == len(wanted) * len(files):
                 return shown
-    for source in sources:
+    for source in files:
         for line in sorted(wanted - {p for s, p in found if s == source}, key=int):
             shown.append(
                 {"source": source, "line": line, "missing": "no record starts on this line"}
@@ -975,14 +982,35 @@ def _preview_row(mapper: Mapper, row: SourceRow, *, upsert_customers: bool) -> d
     return shown
 
 
-def _prepare(sources: Sequence[str], mapping: str) -> tuple[MappingSpec, Mapper]:
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    spec: MappingSpec
+    mapper: Mapper
+    #: Every file the sources name (directories and globs expanded, sorted).
+    files: list[str]
+    fmt: Format | None
+
+
+def _prepare(sources: Sequence[str], mapping: str, fmt: str = "") -> _Prepared:
+    """Load the mapping, find the files, and check each file's columns before any row."""
     spec = load_mapping(mapping)
     mapper = compile_mapper(spec)
     if not sources:
         raise ConfigError("give at least one source file")
-    for source in sources:
-        check_columns(spec, read_header(source), source=source)
-    return spec, mapper
+    if fmt and fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    given: Format | None = fmt if fmt in FORMATS else None
+    files = expand(sources)
+    for path in files:
+        check_columns(spec, read_header(path, given), source=path)
+    parquet = [path for path in files if kind_of(path, given).format == "parquet"]
+    if len(parquet) > 1:
+        from backfill.readers.parquet import schema_problem
+
+        problem = schema_problem(parquet)
+        if problem is not None:
+            raise ConfigError(f"{problem}; nothing was sent")
+    return _Prepared(spec, mapper, files, given)
 
 
 def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:

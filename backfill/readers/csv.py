@@ -14,12 +14,13 @@ import os
 import re
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import IO, Final
 
 from backfill.errors import SourceError
 from backfill.models import RowProblem, SourceRow
+from backfill.readers.files import DAMAGED, Compression, ReadProgress, buffered, open_binary
 
 DEFAULT_CHUNK_ROWS: Final = 1000
 #: Large enough for a 5 MB free-text field; csv's default is 128 KiB.
@@ -38,40 +39,34 @@ class CsvOptions:
     encoding: str = "utf-8-sig"
 
 
-def read_header(path: str, options: CsvOptions = CsvOptions()) -> list[str]:
+#: Comma-separated, double quotes, UTF-8 (a BOM is accepted).
+PLAIN_CSV: Final = CsvOptions()
+
+
+def read_header(
+    path: str, options: CsvOptions = CsvOptions(), compression: Compression = ""
+) -> list[str]:
     """The column names of `path`; a file-level problem raises SourceError."""
-    fh, raw = _open(path, options)
-    with fh:
-        start = raw.peek(8)[:8]
+    fh, raw, start = _open(path, options, compression)
+    with fh, raw:
         for magic, what in _MAGIC.items():
             if start.startswith(magic):
-                raise SourceError(
-                    f"this is {what}, not a CSV text file; this version reads plain CSV",
-                    file=path,
-                )
+                raise SourceError(f"this is {what}, not a CSV text file", file=path)
         lines = _Lines(fh)
         reader = _reader(lines, options)
         return _header(path, reader, lines)
 
 
-@dataclass(slots=True)
-class ReadProgress:
-    """How far reading has got, in bytes of all sources, for progress estimates."""
-
-    total_bytes: int = 0
-    done_bytes: int = 0
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.done_bytes / self.total_bytes) if self.total_bytes else 0.0
-
-
 def read_rows(
-    path: str, options: CsvOptions = CsvOptions(), *, progress: ReadProgress | None = None
+    path: str,
+    options: CsvOptions = CsvOptions(),
+    *,
+    progress: ReadProgress | None = None,
+    compression: Compression = "",
 ) -> Iterator[SourceRow]:
     """Yield every record of `path` as a SourceRow (position = first physical line)."""
-    fh, raw = _open(path, options)
-    with fh:
+    fh, raw, _ = _open(path, options, compression)
+    with fh, raw:
         lines = _Lines(fh)
         base = progress.done_bytes if progress is not None else 0
         reader = _reader(lines, options)
@@ -83,6 +78,12 @@ def read_rows(
                 fields = next(reader)
             except StopIteration:
                 return
+            except DAMAGED as exc:
+                raise SourceError(
+                    f"the {compression or 'file'} data is damaged after line {lines.count} "
+                    f"({type(exc).__name__}: {exc})",
+                    file=path,
+                ) from None
             except csv.Error as exc:
                 yield SourceRow(path, str(start), {}, _quoting_problem(exc, start, lines.count))
                 continue
@@ -103,35 +104,6 @@ def read_rows(
                 yield SourceRow(path, str(start), dict(zip(header, fields, strict=True)))
 
 
-def read_chunks(
-    paths: Sequence[str],
-    *,
-    options: CsvOptions = CsvOptions(),
-    limit: int | None = None,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
-    progress: ReadProgress | None = None,
-) -> Iterator[list[SourceRow]]:
-    """Yield rows of every file in order, `chunk_rows` at a time, at most `limit` in all.
-
-    `progress`, when given, is kept up to date with the bytes read so far.
-    """
-    chunk: list[SourceRow] = []
-    taken = 0
-    if progress is not None:
-        progress.total_bytes = sum(_size(path) for path in paths)
-    for path in paths:
-        for row in read_rows(path, options, progress=progress):
-            if limit is not None and taken >= limit:
-                break
-            chunk.append(row)
-            taken += 1
-            if len(chunk) >= chunk_rows:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
-
-
 def _not_text(encoding: str) -> str:
     if encoding.lower().replace("_", "-") in ("utf-8", "utf-8-sig", "utf8"):
         return (
@@ -142,12 +114,8 @@ def _not_text(encoding: str) -> str:
 
 #: How files that are not CSV text begin, to say so instead of "bad bytes".
 _MAGIC: Final = {
-    b"\x1f\x8b": "gzip-compressed",
     b"PK\x03\x04": "a zip archive (an Excel .xlsx file?)",
-    b"PAR1": "a Parquet file",
-    b"BZh": "bzip2-compressed",
-    b"\xfd7zXZ": "xz-compressed",
-    b"\x28\xb5\x2f\xfd": "zstd-compressed",
+    b"PAR1": "a Parquet file (give --format parquet, or name it .parquet)",
 }
 
 
@@ -174,20 +142,24 @@ def _size(path: str) -> int:
         return 0
 
 
-def _open(path: str, options: CsvOptions) -> tuple[io.TextIOWrapper, io.BufferedReader]:
-    """The file as text (undecodable bytes kept as surrogates) and the bytes beneath it."""
+def _open(
+    path: str, options: CsvOptions, compression: Compression
+) -> tuple[io.TextIOWrapper, IO[bytes], bytes]:
+    """The file as text (undecodable bytes kept as surrogates), the raw file beneath it
+    (its position is the progress) and the first bytes of the (decompressed) content."""
+    stream, raw = open_binary(path, compression)
+    data = buffered(stream)
     try:
-        raw = open(path, "rb")  # noqa: SIM115 - closed with the text wrapper
-        encoding = options.encoding
-        if raw.peek(2)[:2] in (b"\xff\xfe", b"\xfe\xff"):
-            # A UTF-16 byte-order mark (Excel's "Unicode text"): the BOM says how to read it.
-            encoding = "utf-16"
-        text = io.TextIOWrapper(raw, encoding=encoding, errors="surrogateescape", newline="")
-        return text, raw
-    except FileNotFoundError:
-        raise SourceError("no such file", file=path) from None
-    except OSError as exc:
-        raise SourceError(f"cannot open ({exc.strerror})", file=path) from None
+        start = data.peek(8)[:8]
+    except DAMAGED as exc:
+        raw.close()
+        raise SourceError(f"not readable as {compression or 'a file'}: {exc}", file=path) from None
+    encoding = options.encoding
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        # A UTF-16 byte-order mark (Excel's "Unicode text"): the BOM says how to read it.
+        encoding = "utf-16"
+    text = io.TextIOWrapper(data, encoding=encoding, errors="surrogateescape", newline="")
+    return text, raw, start
 
 
 def _header(path: str, reader: Iterator[list[str]], lines: _Lines) -> list[str]:
