@@ -21,7 +21,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Context, Decimal, InvalidOperation
 from typing import Final
 
@@ -31,6 +31,10 @@ NAMESPACE_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _INT = re.compile(r"^[+-]?[0-9]+\Z")
 #: Text json.dumps(..., ensure_ascii=False) writes unchanged between quotes.
 _PLAIN_JSON = re.compile(r'[^"\\\x00-\x1f]*')
+_ZONE_WORD = re.compile(r"\s*(?:UTC|GMT)\Z", re.IGNORECASE)
+_SPACED_OFFSET = re.compile(r"\s+([+-][0-9]{2}(?::?[0-9]{2})?)\Z")
+#: Epoch units a mapping may declare for its timestamp column, in seconds.
+EPOCH_UNITS: Final = {"s": 1, "ms": 1000, "us": 1_000_000}
 _SECONDS_OFFSET = re.compile(r"[+-][0-9]{2}:?[0-9]{2}:[0-9]{2}(\.[0-9]+)?$")
 #: A key like 1E+999999 would expand to a million digits: refuse it.
 MAX_DECIMAL_EXPONENT: Final = 1000
@@ -45,10 +49,17 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
 
     >>> parse_timestamp("2024-03-05 14:22:09", UTC).isoformat()
     '2024-03-05T14:22:09+00:00'
+    >>> parse_timestamp("2023-04-08 21:09:17.000 +0100", UTC).isoformat()
+    '2023-04-08T20:09:17+00:00'
+    >>> parse_timestamp("2023-04-08 20:09:17 UTC", UTC).isoformat()
+    '2023-04-08T20:09:17+00:00'
     """
     value = text.strip()
     if not value:
         raise KeyValueError("empty timestamp")
+    # As warehouses write them: "... 20:09:17 UTC" (BigQuery), "... 21:09:17.000 +0100"
+    # (Snowflake TIMESTAMP_TZ).
+    value = _SPACED_OFFSET.sub(r"\1", _ZONE_WORD.sub("+00:00", value))
     if _SECONDS_OFFSET.search(value):
         # Python drops the fraction of such an offset: refuse rather than shift the instant.
         raise KeyValueError(f"a UTC offset with seconds is not supported: {value[:60]!r}")
@@ -61,6 +72,27 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
     try:
         return parsed.astimezone(UTC)
     except (OverflowError, ValueError):
+        raise KeyValueError(f"out of range: {value[:60]!r}") from None
+
+
+def parse_epoch(text: str, unit: str) -> datetime:
+    """A Unix time in seconds, milliseconds or microseconds (`unit`), as a UTC datetime.
+
+    >>> parse_epoch("1680984557123", "ms").isoformat()
+    '2023-04-08T20:09:17.123000+00:00'
+    """
+    value = text.strip()
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not value or not number.is_finite():
+        raise KeyValueError(f"not a Unix time in {unit}: {value[:60]!r}")
+    try:
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
+            microseconds=int(number * 1_000_000 / EPOCH_UNITS[unit])
+        )
+    except OverflowError:
         raise KeyValueError(f"out of range: {value[:60]!r}") from None
 
 

@@ -18,7 +18,14 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from backfill.errors import MappingError
-from backfill.ids import KeyValueError, external_id, format_utc, normalise_key, parse_timestamp
+from backfill.ids import (
+    KeyValueError,
+    external_id,
+    format_utc,
+    normalise_key,
+    parse_epoch,
+    parse_timestamp,
+)
 from backfill.mapping import (
     COMPONENTS,
     ROW,
@@ -216,7 +223,9 @@ class _Build:
         if not title.strip():
             raise _RowInvalid(_problem("empty", "the title rendered empty", self.mapper.title))
         try:
-            when = parse_timestamp(values[spec.timestamp_column], self.mapper.tz)
+            text = values[spec.timestamp_column]
+            unit = spec.timestamp_unit
+            when = parse_epoch(text, unit) if unit else parse_timestamp(text, self.mapper.tz)
         except KeyValueError as exc:
             raise _RowInvalid(
                 RowProblem("bad_timestamp", str(exc), spec.timestamp_column)

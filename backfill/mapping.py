@@ -30,7 +30,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from backfill import plain_enums
 from backfill.errors import MappingError
-from backfill.ids import ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
+from backfill.ids import EPOCH_UNITS, ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
 from backfill.models import EventKind
 
 FieldKind = Literal["text", "url", "enum", "timestamp"]
@@ -201,6 +201,18 @@ class CustomerSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class SourceSpec:
+    """`[source]`: how the job's CSV files are written (warehouse exports vary)."""
+
+    delimiter: str = ","
+    quote: str = '"'
+    #: Column names for files without a header row (Snowflake COPY INTO, Redshift UNLOAD).
+    columns: tuple[str, ...] = ()
+    #: Values that mean NULL (e.g. Redshift's and MySQL's \N); they read as empty.
+    null: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class MappingSpec:
     """A checked mapping file, not yet bound to any source."""
 
@@ -215,6 +227,10 @@ class MappingSpec:
     id_template: str
     components: tuple[ComponentRule, ...]
     hash: str
+    #: "" for ISO 8601 text, or the Unix-time unit of the timestamp column ("s", "ms", "us").
+    timestamp_unit: str = ""
+    #: How CSV sources are split ([source]): delimiter, quote, column names, NULL markers.
+    source: SourceSpec = SourceSpec()
 
     @property
     def kinds(self) -> frozenset[EventKind]:
@@ -271,6 +287,7 @@ _TOP_KEYS: Final = {
     "external_id",
     "components",
     "limits",
+    "source",
 }
 
 
@@ -293,9 +310,17 @@ def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingS
         )
 
     timestamp = reader.table(data, "timestamp")
-    reader.only(timestamp, "timestamp", {"column", "timezone"})
+    reader.only(timestamp, "timestamp", {"column", "timezone", "unit"})
     timestamp_column = reader.string(timestamp, "column", where="timestamp")
     timezone = reader.string(timestamp, "timezone", where="timestamp", default="UTC")
+    unit = reader.string(timestamp, "unit", where="timestamp", default="")
+    if unit and unit not in EPOCH_UNITS:
+        raise MappingError(
+            f"unit must be one of {', '.join(EPOCH_UNITS)} (a Unix time in seconds, "
+            f"milliseconds or microseconds), not {unit!r}",
+            file=file,
+            key="timestamp.unit",
+        )
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -323,6 +348,8 @@ def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingS
             file=file,
             key="external_id",
         )
+
+    source = _source(reader, data.get("source"), file=file)
 
     default_policy: Policy = "reject"
     if "limits" in data:
@@ -355,7 +382,39 @@ def parse_mapping(data: Mapping[str, Any], *, file: str = "mapping") -> MappingS
         id_template=id_template,
         components=components,
         hash=digest,
+        timestamp_unit=unit,
+        source=source,
     )
+
+
+def _source(reader: _Reader, raw: Any, *, file: str) -> SourceSpec:
+    if raw is None:
+        return SourceSpec()
+    if not isinstance(raw, dict):
+        raise MappingError("must be a table ([source])", file=file, key="source")
+    reader.only(raw, "source", {"delimiter", "quote", "columns", "null"})
+    delimiter = reader.string(raw, "delimiter", where="source", default=",")
+    quote = reader.string(raw, "quote", where="source", default='"')
+    for name, value in (("delimiter", delimiter), ("quote", quote)):
+        if len(value) != 1 or value in "\r\n":
+            raise MappingError(
+                "must be one character (\\t for a tab)", file=file, key=f"source.{name}"
+            )
+    if delimiter == quote:
+        raise MappingError("the delimiter and the quote must differ", file=file, key="source")
+    columns = _strings(raw, "columns", file=file)
+    if len(set(columns)) != len(columns):
+        raise MappingError("a column name appears twice", file=file, key="source.columns")
+    return SourceSpec(delimiter, quote, columns, _strings(raw, "null", file=file))
+
+
+def _strings(raw: Mapping[str, Any], key: str, *, file: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise MappingError("must be a list of non-empty strings", file=file, key=f"source.{key}")
+    return tuple(value)
 
 
 def _customer(reader: _Reader, raw: Any) -> CustomerSpec | None:

@@ -48,7 +48,15 @@ from backfill.models import (
 )
 from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
 from backfill.planner import Decision, Planned, plan
-from backfill.readers import FORMATS, Format, ReadProgress, expand, read_chunks, read_header
+from backfill.readers import (
+    FORMATS,
+    CsvOptions,
+    Format,
+    ReadProgress,
+    expand,
+    read_chunks,
+    read_header,
+)
 from backfill.readers.files import kind_of
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
 from backfill.sender import Sender, SendOptions, Sent
@@ -311,6 +319,7 @@ class _Job:
             for chunk in read_chunks(
                 self.prepared.files,
                 fmt=self.prepared.fmt,
+                options=self.prepared.csv,
                 limit=self.settings.limit,
                 chunk_rows=self.settings.chunk_rows,
                 progress=self.read_progress,
@@ -872,7 +881,9 @@ def validate(
     rows = valid = invalid = duplicates = 0
     # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
     with SqliteLedger.scratch() as scratch:
-        for chunk in read_chunks(prepared.files, fmt=prepared.fmt, limit=limit):
+        for chunk in read_chunks(
+            prepared.files, fmt=prepared.fmt, options=prepared.csv, limit=limit
+        ):
             rows += len(chunk)
             pairs = [(row, _id_or_problem(mapper, row)) for row in chunk]
             first_seen = scratch.first_seen(
@@ -935,7 +946,7 @@ def preview(
     wanted = {str(line) for line in lines}
     found: set[tuple[str, str]] = set()
     shown: list[dict[str, Any]] = []
-    for chunk in read_chunks(files, fmt=prepared.fmt):
+    for chunk in read_chunks(files, fmt=prepared.fmt, options=prepared.csv):
         for row in chunk:
             if wanted and row.position not in wanted:
                 continue
@@ -989,6 +1000,7 @@ class _Prepared:
     #: Every file the sources name (directories and globs expanded, sorted).
     files: list[str]
     fmt: Format | None
+    csv: CsvOptions
 
 
 def _prepare(sources: Sequence[str], mapping: str, fmt: str = "") -> _Prepared:
@@ -1001,8 +1013,15 @@ def _prepare(sources: Sequence[str], mapping: str, fmt: str = "") -> _Prepared:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     given: Format | None = fmt if fmt in FORMATS else None
     files = expand(sources)
+    source = spec.source
+    options = CsvOptions(
+        delimiter=source.delimiter,
+        quotechar=source.quote,
+        columns=source.columns,
+        null=frozenset(source.null),
+    )
     for path in files:
-        check_columns(spec, read_header(path, given), source=path)
+        check_columns(spec, read_header(path, given, options), source=path)
     parquet = [path for path in files if kind_of(path, given).format == "parquet"]
     if len(parquet) > 1:
         from backfill.readers.parquet import schema_problem
@@ -1010,7 +1029,7 @@ def _prepare(sources: Sequence[str], mapping: str, fmt: str = "") -> _Prepared:
         problem = schema_problem(parquet)
         if problem is not None:
             raise ConfigError(f"{problem}; nothing was sent")
-    return _Prepared(spec, mapper, files, given)
+    return _Prepared(spec, mapper, files, given, options)
 
 
 def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:

@@ -37,6 +37,10 @@ class CsvOptions:
     delimiter: str = ","
     quotechar: str = '"'
     encoding: str = "utf-8-sig"
+    #: The column names of a file without a header row (its first line is data).
+    columns: tuple[str, ...] = ()
+    #: Values that mean NULL (e.g. \N); they read as empty.
+    null: frozenset[str] = frozenset()
 
 
 #: Comma-separated, double quotes, UTF-8 (a BOM is accepted).
@@ -54,6 +58,8 @@ def read_header(
                 raise SourceError(f"this is {what}, not a CSV text file", file=path)
         lines = _Lines(fh)
         reader = _reader(lines, options)
+        if options.columns:
+            return list(options.columns)
         return _header(path, reader, lines)
 
 
@@ -70,8 +76,9 @@ def read_rows(
         lines = _Lines(fh)
         base = progress.done_bytes if progress is not None else 0
         reader = _reader(lines, options)
-        header = _header(path, reader, lines)
+        header = list(options.columns) or _header(path, reader, lines)
         width = len(header)
+        null = options.null
         while True:
             start = lines.count + 1
             try:
@@ -101,6 +108,8 @@ def read_rows(
                 problem = RowProblem("field_count", f"expected {width} fields, found {len(fields)}")
                 yield SourceRow(path, str(start), {}, problem)
             else:
+                if null:
+                    fields = ["" if field in null else field for field in fields]
                 yield SourceRow(path, str(start), dict(zip(header, fields, strict=True)))
 
 
