@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -92,10 +93,11 @@ class ResultsWriter:
         )
 
     def write(self, row: ResultRow) -> None:
-        cells = [
-            neutralise(str(v)) if name in FREE_TEXT_COLUMNS else v
-            for name, v in zip(RESULT_COLUMNS, _values(row), strict=True)
-        ]
+        cells = _cells(row)
+        for n in _FREE_TEXT_INDEXES:
+            text = str(cells[n])
+            if text.startswith(_FORMULA_START):
+                cells[n] = "'" + text
         self._results_csv.writerow(cells)
         if row.status in FAILED:
             self._failed_csv.writerow(cells)
@@ -111,8 +113,15 @@ class ResultsWriter:
             self._would_send[0].close()
 
 
-def _values(row: ResultRow) -> tuple[Any, ...]:
-    return tuple(getattr(row, name) for name in RESULT_COLUMNS)
+#: A result row's cells in column order (one C-level call per row).
+_GETTER: Final = operator.attrgetter(*RESULT_COLUMNS)
+_FREE_TEXT_INDEXES: Final = tuple(
+    n for n, name in enumerate(RESULT_COLUMNS) if name in FREE_TEXT_COLUMNS
+)
+
+
+def _cells(row: ResultRow) -> list[Any]:
+    return list(_GETTER(row))
 
 
 @dataclass(frozen=True, slots=True)
