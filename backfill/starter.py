@@ -26,7 +26,7 @@ from pathlib import PurePath
 from typing import Final
 
 from backfill.errors import ConfigError
-from backfill.readers.csv import read_header, read_rows
+from backfill.readers import read_header, read_rows
 
 DEFAULT_SAMPLE_ROWS: Final = 200
 #: Share of the non-empty sample values that must look right for a guess by values.
@@ -287,7 +287,7 @@ def starter_mapping(
 def write_starter(
     source: str, output: str, *, force: bool = False, sample_rows: int = DEFAULT_SAMPLE_ROWS
 ) -> str:
-    """Write a starter mapping for the CSV file `source` to `output`; return its text.
+    """Write a starter mapping for the file `source` (CSV, JSON Lines, Parquet) to `output`.
 
     The guesses use the header and the well-formed rows among the first
     `sample_rows` records (rows the reader flags with a problem are skipped). An

@@ -435,3 +435,30 @@ def test_the_starter_for_the_sample_loads_and_fits_its_header(tmp_path):
     check_columns(spec, read_header(SAMPLE), source=SAMPLE)
     assert spec.namespace == "sample_activity"
     assert [(k.column, k.type) for k in spec.keys] == [("event_id", "string")]
+
+
+def test_init_reads_parquet_and_json_lines_too(tmp_path):
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from backfill.pipeline import validate
+
+    table = pa.table(
+        {
+            "order_id": [1, 2, 3],
+            "email": ["a@example.com", "b@example.com", "c@example.com"],
+            "created_at": pa.array([1, 2, 3], pa.timestamp("s", tz="UTC")),
+        }
+    )
+    pq.write_table(table, tmp_path / "orders.parquet")
+    lines = [json.dumps(r, default=str) + "\n" for r in table.to_pylist()]
+    (tmp_path / "orders.jsonl").write_text("".join(lines), encoding="utf-8")
+    for name in ("orders.parquet", "orders.jsonl"):
+        source = str(tmp_path / name)
+        output = str(tmp_path / f"{name}.toml")
+        text = write_starter(source, output)
+        assert 'email = "email"' in text and 'column = "created_at"' in text
+        summary = validate([source], output, results_dir=str(tmp_path))
+        assert (summary.rows_read, summary.invalid) == (3, 0), name
