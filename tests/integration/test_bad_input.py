@@ -121,3 +121,63 @@ def test_a_misspelt_row_lookup_fails_before_anything_is_sent(fake_plain, tmp_pat
     ):
         run(settings_for(fake_plain, tmp_path, mapping=str(mapping), sources=(SAMPLE,)))
     assert fake_plain.stats().requests == 0
+
+
+# --- JSON Lines, Parquet, compressed files ------------------------------------------------
+
+
+def record(n: int, **changes: str) -> dict[str, str]:
+    return dict(zip(HEADER, good(n), strict=True)) | changes
+
+
+def test_json_lines_with_broken_lines_deliver_the_rest_and_name_each_line(fake_plain, tmp_path):
+    import json
+
+    path = tmp_path / "events.jsonl"
+    lines = [json.dumps(record(1)), "{not json", json.dumps(record(2)), "[1, 2]"]
+    lines += [json.dumps(record(3, description="x" * 5_000_000))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    summary = run(settings_for(fake_plain, tmp_path, sources=(str(path),)))
+    assert summary.exit_code == 1
+    assert summary.counts == {"delivered": 2, "invalid": 3}
+    failed = pd.read_csv(Path(summary.results_dir) / "failed.csv", dtype=str).fillna("")
+    by_line = dict(zip(failed["position"], failed["code"], strict=True))
+    assert by_line == {"2": "json", "4": "json", "5": "too_long"}
+    assert set(failed["source"]) == {str(path)}
+
+
+def test_an_empty_json_lines_file_stops_before_anything_is_sent(fake_plain, tmp_path):
+    from backfill.errors import SourceError
+
+    (tmp_path / "a.jsonl").write_text("", encoding="utf-8")
+    with pytest.raises(SourceError, match=r"a\.jsonl: the file is empty"):
+        run(settings_for(fake_plain, tmp_path, sources=(str(tmp_path / "a.jsonl"),)))
+    assert fake_plain.stats().requests == 0
+
+
+def test_a_header_only_file_among_shards_is_no_rows_not_an_error(fake_plain, tmp_path):
+    shards = tmp_path / "unload"
+    shards.mkdir()
+    (shards / "part-0.csv").write_text(",".join(HEADER) + "\n", encoding="utf-8")
+    with open(shards / "part-1.csv", "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(HEADER)
+        writer.writerows(good(n) for n in range(5))
+    summary = run(settings_for(fake_plain, tmp_path, sources=(str(shards),)))
+    assert summary.exit_code == 0 and summary.counts == {"delivered": 5}
+
+
+def test_a_parquet_value_python_cannot_hold_makes_only_its_row_invalid(fake_plain, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [record(n) for n in range(3)]
+    table = pa.Table.from_pylist(rows)
+    # Days since 1970 beyond year 9999 in a date column: Python's date cannot hold it.
+    dates = pa.array([0, 10**7, 1], pa.date32())
+    table = table.append_column("valid_from", dates)
+    pq.write_table(table, tmp_path / "events.parquet")
+    summary = run(settings_for(fake_plain, tmp_path, sources=(str(tmp_path / "events.parquet"),)))
+    assert summary.counts == {"delivered": 2, "invalid": 1}
+    failed = pd.read_csv(Path(summary.results_dir) / "failed.csv", dtype=str)
+    assert list(failed["position"]) == ["1"] and list(failed["column"]) == ["valid_from"]
