@@ -475,17 +475,26 @@ class Sender:
             ) from None
         finally:
             self._in_flight -= 1
-        if self.auto is not None:
-            self._learn(self.auto, response.headers)
+        if response.status_code != 429:
+            self._learn(response.headers)
         return response.status_code, response.headers, response.content
 
-    def _learn(self, auto: AutoRate, headers: httpx.Headers) -> None:
-        """`--rate auto`: pace by what Plain says is left of its window."""
+    def _learn(self, headers: httpx.Headers) -> None:
+        """Pace by what Plain says is left of its window.
+
+        With `--rate auto` that sets the rate. With a given rate, a window already spent
+        (other traffic, or requests late from the last window crowding this one) holds
+        every sender until the reset instead of earning a 429.
+        """
         budget = plain.read_budget(headers)
         if budget is None:
             return
         now = self._clock.monotonic()
-        rate, hold_until = auto.observe(budget, now, self._in_flight)
+        if self.auto is None:
+            if budget.remaining <= 0:
+                self.pacer.pause_until(now + budget.reset_in_s + RESET_MARGIN_S)
+            return
+        rate, hold_until = self.auto.observe(budget, now, self._in_flight)
         if rate != self.pacer.rate:
             self.pacer.set_rate(rate)
         if hold_until > now:

@@ -211,3 +211,19 @@ async def test_preflight_with_a_bad_key_raises_auth_error():
         await sender.preflight()
     await sender.aclose()
     assert len(seen) == 1
+
+
+async def test_a_window_spent_holds_every_sender_until_the_reset_even_at_a_given_rate():
+    spent = {
+        "x-ratelimit-limit": "100",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "2026-01-06T15:30:10.000Z",
+        "date": "Tue, 06 Jan 2026 15:30:00 GMT",
+    }
+    sender, seen, clock = sender_with([(200, CREATED, spent), (200, CREATED)], rate=100.0)
+    await sender.send(EVENT)
+    before = clock.now
+    await sender.send(EVENT_2)
+    await sender.aclose()
+    # The second request waited for the reset (about 10 s on the server's clock) and no 429.
+    assert clock.now - before >= 9.9 and sender.rate_limited == 0 and len(seen) == 2
