@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 import sys
 from collections import deque
@@ -142,13 +141,6 @@ def _quoting_problem(exc: csv.Error, start: int, end: int) -> RowProblem:
             f"lines {start} to {end} (the end of the file) are one broken record",
         )
     return RowProblem("bad_quoting", f"malformed quoting on line {end}: {exc}")
-
-
-def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
 
 
 def _open(
