@@ -669,6 +669,8 @@ class _Job:
                 pending = {task for task in pending if not task.done()}
             if not all(t.done() for t in tasks):
                 # Stopping: requests in flight may finish for a bounded time, then stay in_flight.
+                if not self._signalled:
+                    self.notice(f"{self.stop.reason}; letting requests in flight finish")
                 _, pending = await asyncio.wait(tasks, timeout=STOP_GRACE_S)
                 for task in pending:
                     task.cancel()

@@ -81,10 +81,16 @@ def test_one_signal_during_a_stop_for_another_reason_lets_the_run_end_cleanly(tm
         fake.faults = Faults(latency_ms=(1500, 2000))
         time.sleep(0.3)
         fake.revoke("test-key")
-        while not fake.stats().unauthenticated and time.monotonic() < deadline:
-            time.sleep(0.01)
+        # Signal only once the run has begun stopping for the rejected key.
+        assert process.stderr is not None
+        seen = []
+        while not any("letting requests in flight finish" in line for line in seen):
+            line = process.stderr.readline()
+            assert line, "".join(seen)
+            seen.append(line)
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=60)
+        stdout, rest = process.communicate(timeout=60)
+        stderr = "".join(seen) + rest
     # The signal did not cut the stop short: the run kept its reason and wrote its results.
     assert process.returncode == 4, stderr
     assert "stopped (exit 4)" in stdout
