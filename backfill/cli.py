@@ -37,6 +37,8 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2:
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    # fsspec's http filesystem logs each URL at DEBUG, a signed URL's query included.
+    logging.getLogger("fsspec.http").setLevel(max(level, logging.INFO))
 
 
 @cli.command()

@@ -95,7 +95,7 @@ class Settings:
     def public(self) -> dict[str, Any]:
         """The options worth recording with a run: no key, no credentials in URLs."""
         return {
-            "sources": list(self.sources),
+            "sources": [display_name(source) for source in self.sources],
             "mapping": self.mapping,
             "api_url": mask_url(self.api_url),
             "rate": self.rate,
@@ -223,6 +223,42 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
+_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(source: str) -> bool:
+    """Whether a source is a URL (`s3://...`, `https://...`) rather than a local path."""
+    return _URL.match(source) is not None
+
+
+def display_name(source: str) -> str:
+    """A source as it may be shown or stored: a URL without its credentials.
+
+    A password (and, over http(s), any user name: it may be a token) is dropped and
+    every query value becomes `***` (SAS tokens and presigned signatures live there).
+    `container@account` in an Azure URL stays. A local path is returned as it is.
+
+    >>> display_name("https://user:pw@host/a.csv.gz?sig=abc&se=2030")
+    'https://host/a.csv.gz?sig=***&se=***'
+    """
+    if not is_url(source):
+        return source
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return source.split("://", 1)[0] + "://(a URL that cannot be parsed)"
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = host if at and (":" in user or parts.scheme in ("http", "https")) else parts.netloc
+    if netloc == parts.netloc and not parts.query and not parts.fragment:
+        return source
+    query = "&".join(
+        f"{name}=***" if sep else "***"
+        for name, sep, _ in (item.partition("=") for item in parts.query.split("&"))
+    )
+    shown = parts._replace(netloc=netloc, query=query if parts.query else "", fragment="")
+    return shown.geturl() + ("#***" if parts.fragment else "")
+
+
 def resolve(
     *,
     sources: tuple[str, ...],
@@ -325,9 +361,9 @@ def _check(settings: Settings) -> None:
         )
     seen: set[str] = set()
     for source in settings.sources:
-        real = os.path.realpath(source)
+        real = source if is_url(source) else os.path.realpath(source)
         if real in seen:
-            raise ConfigError(f"the source {source} is given twice")
+            raise ConfigError(f"the source {display_name(source)} is given twice")
         seen.add(real)
 
 

@@ -51,6 +51,8 @@ class SourceError(BackfillError):
     def __init__(self, message: str, *, file: str, line: int | None = None) -> None:
         self.file = file
         self.line = line
+        #: The message without its `file:line: ` prefix.
+        self.reason = message
         where = f"{file}:{line}" if line is not None else file
         super().__init__(f"{where}: {message}")
 

@@ -152,7 +152,8 @@ def external_id(namespace: str, normalised: Sequence[str]) -> str:
     'acme_c73dd2acbf92fbf60d1d58444021b1ce'
     """
     # fullmatch: `$` would also match before a final newline, which json.dumps escapes.
-    if all(_PLAIN_JSON.fullmatch(v) for v in normalised) and _PLAIN_JSON.fullmatch(namespace):
+    plain = _PLAIN_JSON.fullmatch
+    if plain(namespace) and all([plain(v) for v in normalised]):
         # The same bytes json.dumps writes for strings with nothing to escape, faster.
         quoted = '","'.join(normalised)
         payload = f'[{ID_FORMAT_VERSION},"{namespace}",["{quoted}"]]'

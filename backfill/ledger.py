@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Statu
 
 SCHEMA_VERSION: Final = 2
 _LOOKUP_BATCH: Final = 500
+_STATUSES: Final = {str(status): status for status in Status}
 
 #: Forward migrations: index i upgrades a ledger from version i to i + 1.
 MIGRATIONS: Final[tuple[str, ...]] = (
@@ -140,6 +142,10 @@ class SqliteLedger:
         self.path = path
         self._conn = conn
         self._lock = lock
+        self._seen_sources: dict[str, int] = {}
+        # Planning looks chunks up from a worker thread while the loop records outcomes:
+        # every statement, and every transaction as a whole, holds this lock.
+        self._mutex = threading.RLock()
 
     @classmethod
     def open(cls, path: str) -> SqliteLedger:
@@ -207,9 +213,10 @@ class SqliteLedger:
             # as the run, and a failed write stops the run anyway.
             conn.execute("PRAGMA temp.cache_size = -32768")
             conn.execute("PRAGMA temp.journal_mode = OFF")
+            # Keyed by the id's hash (a rowid): inserting text keys cost twice as much.
             conn.execute(
-                "CREATE TEMP TABLE seen (external_id TEXT PRIMARY KEY, source TEXT, position TEXT)"
-                " WITHOUT ROWID"
+                "CREATE TEMP TABLE seen (h INTEGER PRIMARY KEY, external_id TEXT NOT NULL,"
+                " source INTEGER NOT NULL, position TEXT NOT NULL)"
             )
             conn.execute(
                 "CREATE TEMP TABLE seen_customers (identifier TEXT PRIMARY KEY) WITHOUT ROWID"
@@ -269,6 +276,10 @@ class SqliteLedger:
     @contextmanager
     def _transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Cursor]:
         """One atomic write; a database failure becomes a LedgerError naming the file."""
+        with self._mutex:
+            yield from self._transaction_held(immediate=immediate)
+
+    def _transaction_held(self, *, immediate: bool) -> Iterator[sqlite3.Cursor]:
         try:
             cur = self._conn.cursor()
             cur.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -288,18 +299,31 @@ class SqliteLedger:
             except sqlite3.Error as exc:
                 raise self._failed(exc) from None
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        try:
-            return self._conn.execute(sql, params)
-        except sqlite3.Error as exc:
-            raise self._failed(exc) from None
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row `sql` gives."""
+        return self._execute_described(sql, params)[1]
 
-    def _where_in(self, sql: str, keys: Iterable[str]) -> Iterator[tuple[Any, ...]]:
+    def _execute_described(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and every row `sql` gives."""
+        with self._mutex:
+            try:
+                cur = self._conn.execute(sql, params)
+                rows = cur.fetchall()
+            except sqlite3.Error as exc:
+                raise self._failed(exc) from None
+            return [d[0] for d in cur.description or ()], rows
+
+    def _where_in(self, sql: str, keys: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Run `sql` (with `{marks}` in its IN list) for the keys, 500 at a time."""
         wanted = list(dict.fromkeys(keys))
+        found: list[tuple[Any, ...]] = []
         for start in range(0, len(wanted), _LOOKUP_BATCH):
             batch = wanted[start : start + _LOOKUP_BATCH]
-            yield from self._execute(sql.format(marks=",".join("?" * len(batch))), batch)
+            marks = ",".join("?" * len(batch))
+            found += self._execute(sql.format(marks=marks), batch)
+        return found
 
     def _failed(self, exc: sqlite3.Error) -> LedgerError:
         return LedgerError(f"the ledger {self.path} failed: {exc}; nothing more is sent")
@@ -307,8 +331,8 @@ class SqliteLedger:
     # --- runs --------------------------------------------------------------------
 
     def meta(self, key: str) -> str | None:
-        row = self._execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as cur:
@@ -373,47 +397,67 @@ class SqliteLedger:
         rows = self._execute(
             "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
             "ORDER BY started_at"
-        ).fetchall()
+        )
         return [RunRecord(*row) for row in rows]
 
     # --- planning ----------------------------------------------------------------
 
     def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]:
-        """What the ledger holds for these ids (one query per 500 ids, never per row)."""
-        found: dict[str, LedgerEntry] = {}
-        for row in self._where_in(
-            "SELECT external_id, status, payload_hash, mapping_hash, "
-            "COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''), "
-            "COALESCE(code, ''), COALESCE(message, ''), attempts, "
-            "COALESCE(event_timestamp, '') FROM events WHERE external_id IN ({marks})",
-            external_ids,
-        ):
-            found[row[0]] = LedgerEntry(row[0], Status(row[1]), *row[2:])
-        return found
+        """What the ledger holds for these ids: one statement and one row for them all.
+
+        The ids go in, and the entries come out, as one JSON text each: SQLite then lets
+        go of the GIL once per chunk, not once per row, so a lookup from a worker thread
+        overlaps the caller's work instead of queueing behind it.
+        """
+        (found,) = self._execute(
+            "SELECT json_group_array(json_array(external_id, status, payload_hash, mapping_hash,"
+            " COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''),"
+            " COALESCE(code, ''), COALESCE(message, ''), attempts,"
+            " COALESCE(event_timestamp, ''))) FROM events"
+            " WHERE external_id IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(external_ids)),),
+        )
+        status = _STATUSES
+        return {
+            row[0]: LedgerEntry(row[0], status[row[1]], *row[2:]) for row in json.loads(found[0])
+        }
 
     def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
         """Mark (id, source, position) as seen in this run; say where repeated ids were first seen.
 
         Duplicate detection goes through a temporary table, not an unbounded in-memory set.
-        The common case (no repeat) costs one batched insert and no query.
+        The common case (no repeat) costs one statement and no query. The table is keyed
+        by `hash(id)` (stable within the process, as long as the table lives); a hash
+        shared by two ids is told apart by the id stored beside it.
         """
         first: dict[str, tuple[str, str]] = {}
         for ext_id, source, position in rows:
             first.setdefault(ext_id, (source, position))
+        sources = self._seen_sources
+        marks = json.dumps(
+            [
+                (hash(k), k, sources.setdefault(source, len(sources)), position)
+                for k, (source, position) in first.items()
+            ]
+        )
         # Only the temp table changes: a deferred transaction works on a read-only ledger too.
         with self._transaction(immediate=False) as cur:
             before = self._conn.total_changes
-            cur.executemany(
-                "INSERT OR IGNORE INTO seen VALUES (?, ?, ?)", [(k, *v) for k, v in first.items()]
+            cur.execute(
+                "INSERT OR IGNORE INTO seen SELECT value->>0, value->>1, value->>2, value->>3"
+                " FROM json_each(?)",
+                (marks,),
             )
             inserted = self._conn.total_changes - before
         if inserted < len(first):
             # Some ids were seen in an earlier chunk: the table holds where.
-            for ext_id, source, position in self._where_in(
-                "SELECT external_id, source, position FROM seen WHERE external_id IN ({marks})",
-                first,
+            names = list(sources)
+            for ext_id, source_index, position in self._where_in(
+                "SELECT external_id, source, position FROM seen WHERE h IN ({marks})",
+                [hash(k) for k in first],
             ):
-                first[ext_id] = (source, position)
+                if ext_id in first:  # not another id with the same hash
+                    first[ext_id] = (names[source_index], position)
         return {
             ext_id: first[ext_id]
             for ext_id, source, position in rows
@@ -597,15 +641,14 @@ class SqliteLedger:
         }
 
     def event(self, external_id: str) -> dict[str, Any] | None:
-        cur = self._execute("SELECT * FROM events WHERE external_id = ?", (external_id,))
-        row = cur.fetchone()
-        if row is None:
-            return None
-        return dict(zip([d[0] for d in cur.description], row, strict=True))
+        names, rows = self._execute_described(
+            "SELECT * FROM events WHERE external_id = ?", (external_id,)
+        )
+        return dict(zip(names, rows[0], strict=True)) if rows else None
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only access for reports and tests."""
-        return list(self._execute(sql, params))
+        return self._execute(sql, params)
 
 
 def _held(path: str) -> bool:

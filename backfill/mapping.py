@@ -29,6 +29,7 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from backfill import plain_enums
+from backfill.config import display_name
 from backfill.errors import MappingError
 from backfill.ids import EPOCH_UNITS, ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
 from backfill.models import EventKind
@@ -832,7 +833,8 @@ def check_columns(spec: MappingSpec, columns: Sequence[str], *, source: str) -> 
     for key, column in referenced_columns(spec):
         if column not in present:
             raise MappingError(
-                f"unknown column {column!r}{_suggest(column, list(columns))} in {source} "
+                f"unknown column {column!r}{_suggest(column, list(columns))} in "
+                f"{display_name(source)} "
                 f"(its columns: {', '.join(columns)}){_delimiter_hint(columns)}",
                 file=spec.file,
                 key=key,

@@ -12,7 +12,9 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,13 @@ from typing import Any, Final
 import httpx
 
 from backfill import plain
-from backfill.config import DEFAULT_RESULTS_DIR, FailureLimit, Settings, default_ledger
+from backfill.config import (
+    DEFAULT_RESULTS_DIR,
+    FailureLimit,
+    Settings,
+    default_ledger,
+    display_name,
+)
 from backfill.errors import (
     AuthError,
     BackfillError,
@@ -39,6 +47,7 @@ from backfill.models import (
     Counts,
     Event,
     Invalid,
+    LedgerEntry,
     Outcome,
     ResultRow,
     RowProblem,
@@ -73,6 +82,8 @@ EXIT_SIGNALS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How long in-flight requests may finish after a stop signal before they are left `in_flight`.
 STOP_GRACE_S: Final = 10.0
 HEARTBEAT_S: Final = 10.0
+#: Chunks read (and looked up in the ledger) ahead of the one being planned.
+LOOKAHEAD_CHUNKS: Final = 3
 #: With several events per request: how long a sender waits to fill a request.
 BATCH_FILL_S: Final = 0.05
 #: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
@@ -229,6 +240,27 @@ def _check_id_rule(
         ledger.set_meta("id_rule", rule)
 
 
+_Pair = tuple[SourceRow, str | RowProblem]
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What the ledger knows of a chunk's ids: repeats within this run, and entries."""
+
+    first_seen: dict[str, tuple[str, str]]
+    entries: dict[str, LedgerEntry]
+
+
+@dataclass(frozen=True, slots=True)
+class _Identified:
+    """A chunk's rows with their externalId (or why none), and the ledger's answer to come."""
+
+    pairs: list[_Pair]
+    known: Future[_Known]
+    #: How much of the sources was read once this chunk was (for estimates).
+    read_fraction: float
+
+
 @dataclass(slots=True)
 class _Stop:
     reason: str = ""
@@ -278,6 +310,7 @@ class _Job:
         self._preflight_lock = asyncio.Lock()
         self.results = ResultsWriter(folder, dry_run=settings.dry_run)
         self.read_progress = ReadProgress()
+        self._read_fraction = 0.0  # of the sources, once the chunk being planned was read
         #: Customers whose events Plain refused with not_found (for the summary).
         self.unknown_customers: set[str] = set()
         self.customers_upserted = 0
@@ -316,33 +349,8 @@ class _Job:
 
     async def _produce(self, queue: asyncio.Queue[Event | None]) -> None:
         try:
-            for chunk in read_chunks(
-                self.prepared.files,
-                fmt=self.prepared.fmt,
-                options=self.prepared.csv,
-                limit=self.settings.limit,
-                chunk_rows=self.settings.chunk_rows,
-                progress=self.read_progress,
-            ):
-                if self.stop.is_set:
-                    break
-                events = self._plan_chunk(chunk)
-                if self.settings.dry_run:
-                    for event in events:
-                        self._would_send(event)
-                    self._report_progress()
-                    continue
-                for n, event in enumerate(events):
-                    if self.stop.is_set:
-                        self._unsent(event)
-                        continue
-                    try:
-                        await queue.put(event)
-                    except asyncio.CancelledError:
-                        for left in events[n:]:
-                            self._unsent(left)
-                        raise
-                self._report_progress()
+            with ThreadPoolExecutor(1, thread_name_prefix="ledger-lookup") as lookups:
+                await self._produce_from(queue, self._identified(lookups))
         except BackfillError as exc:
             self.stop.set(str(exc), exc.exit_code, exc)
         except Exception as exc:
@@ -352,15 +360,70 @@ class _Job:
             for _ in range(self.settings.concurrency):
                 await queue.put(None)
 
-    def _plan_chunk(self, chunk: list[SourceRow]) -> list[Event]:
-        """Plan a chunk: record and report what is not sent; return the events to send."""
-        self.counts.rows_read += len(chunk)
-        pairs = [(row, _id_or_problem(self.mapper, row)) for row in chunk]
-        ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
+    def _identified(self, lookups: ThreadPoolExecutor) -> Iterator[_Identified]:
+        """Chunks with their ids, and the ledger's answer for them, read ahead.
+
+        The ledger answers from a worker thread (SQLite lets go of the GIL) while earlier
+        chunks are planned and reported and later ones read. Reading `LOOKAHEAD_CHUNKS`
+        ahead gives the worker time to win the GIL back between its statements.
+        """
+        ahead: deque[_Identified] = deque()
+        for chunk in read_chunks(
+            self.prepared.files,
+            fmt=self.prepared.fmt,
+            options=self.prepared.csv,
+            limit=self.settings.limit,
+            chunk_rows=self.settings.chunk_rows,
+            progress=self.read_progress,
+        ):
+            pairs = [(row, _id_or_problem(self.mapper, row)) for row in chunk]
+            ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
+            known = lookups.submit(self._known, ids)
+            ahead.append(_Identified(pairs, known, self.read_progress.fraction))
+            if len(ahead) > LOOKAHEAD_CHUNKS:
+                yield ahead.popleft()
+                if self.stop.is_set:
+                    return
+        while ahead and not self.stop.is_set:
+            yield ahead.popleft()
+
+    def _known(self, ids: list[tuple[str, str, str]]) -> _Known:
         first_seen = self.ledger.first_seen(ids)
-        entries = self.ledger.lookup(i for i, _, _ in ids)
+        return _Known(first_seen, self.ledger.lookup(i for i, _, _ in ids))
+
+    async def _produce_from(
+        self, queue: asyncio.Queue[Event | None], chunks: Iterator[_Identified]
+    ) -> None:
+        for chunk in chunks:
+            if self.stop.is_set:
+                break
+            known = await asyncio.wrap_future(chunk.known)
+            self._read_fraction = chunk.read_fraction
+            events = self._plan_chunk(chunk.pairs, known)
+            if self.settings.dry_run:
+                for event in events:
+                    self._would_send(event)
+                self._report_progress()
+                continue
+            for n, event in enumerate(events):
+                if self.stop.is_set:
+                    self._unsent(event)
+                    continue
+                try:
+                    await queue.put(event)
+                except asyncio.CancelledError:
+                    for left in events[n:]:
+                        self._unsent(left)
+                    raise
+            self._report_progress()
+
+    def _plan_chunk(self, pairs: list[_Pair], known: _Known) -> list[Event]:
+        """Plan a chunk: record and report what is not sent; return the events to send."""
+        self.counts.rows_read += len(pairs)
+        first_seen, entries = known.first_seen, known.entries
         events: list[Event] = []
         issues: list[tuple[Invalid, Status]] = []
+        settled: list[Planned] = []
         resend = frozenset({"not_found"}) if self.settings.upsert_customers else frozenset()
         for item in plan(pairs, entries, first_seen, resend_codes=resend):
             if item.decision == Decision.SEND:
@@ -392,42 +455,35 @@ class _Job:
                     )
                 )
             else:
-                self._settled_earlier(item)
+                settled.append(item)
+        self._settled_earlier(settled)
         if not self.settings.dry_run:
             self.ledger.record_issues(self.run_id, issues)
         for issue, status in issues:
             self._write(_issue_row(self.run_id, issue, status), status)
         return events
 
-    def _settled_earlier(self, item: Planned) -> None:
-        entry = item.entry
-        assert entry is not None
-        if item.decision == Decision.SKIP_DONE:
-            self.counts.skipped_done += 1
-            if entry.mapping_hash != self.spec.hash:
-                mapped = map_row(self.mapper, item.row, item.external_id)
-                if isinstance(mapped, Invalid) or mapped.payload_hash != entry.payload_hash:
-                    self.counts.changed_payloads += 1
-        self._earlier += 1
-        if entry.status in (Status.INVALID, Status.REJECTED):
-            self._failed_earlier += 1
-        note = f"settled by run {entry.run_id}; not sent again"
-        self._write(
-            ResultRow(
-                run_id=self.run_id,
-                external_id=item.external_id,
-                status=str(entry.status),
-                plain_event_id=entry.plain_event_id,
-                source=item.row.source,
-                position=item.row.position,
-                code=entry.code,
-                message=entry.message,
-                note=note,
-                event_timestamp=entry.event_timestamp,
-                attempts=entry.attempts,
-            ),
-            entry.status,
-        )
+    def _settled_earlier(self, items: list[Planned]) -> None:
+        """Report rows an earlier run settled, in bulk: a resume skips millions of them."""
+        if not items:
+            return
+        counts = self.counts
+        for item in items:
+            entry = item.entry
+            assert entry is not None
+            counts.add(entry.status)
+            if entry.status in (Status.INVALID, Status.REJECTED):
+                self._failed_earlier += 1
+            if item.decision == Decision.SKIP_DONE:
+                counts.skipped_done += 1
+                if entry.mapping_hash != self.spec.hash:
+                    mapped = map_row(self.mapper, item.row, item.external_id)
+                    if isinstance(mapped, Invalid) or mapped.payload_hash != entry.payload_hash:
+                        counts.changed_payloads += 1
+        self._earlier += len(items)
+        self.results.write_settled(self.run_id, items)
+        if self.failure_limit is not None and self._failed_earlier:
+            self._check_failures(self.failure_limit)
 
     # --- sending -------------------------------------------------------------------
 
@@ -778,7 +834,7 @@ class _Job:
         )
 
     def _estimated_rows(self) -> int | None:
-        fraction = self.read_progress.fraction
+        fraction = self._read_fraction
         if fraction <= 0:
             return None
         estimate = max(self.counts.rows_read, round(self.counts.rows_read / fraction))
@@ -959,9 +1015,13 @@ def preview(
             if wanted and len(found) == len(wanted) * len(files):
                 return shown
     for source in files:
-        for line in sorted(wanted - {p for s, p in found if s == source}, key=int):
+        for line in sorted(wanted - {p for s, p in found if s == display_name(source)}, key=int):
             shown.append(
-                {"source": source, "line": line, "missing": "no record starts on this line"}
+                {
+                    "source": display_name(source),
+                    "line": line,
+                    "missing": "no record starts on this line",
+                }
             )
     return shown
 

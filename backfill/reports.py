@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import operator
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import IO, Any, Final
 
 from backfill.errors import ConfigError
 from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow
+from backfill.planner import Planned
 
 FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
 #: would_send.csv (dry runs): what a real run would send, and what the ledger holds now.
@@ -101,6 +102,37 @@ class ResultsWriter:
         self._results_csv.writerow(cells)
         if row.status in FAILED:
             self._failed_csv.writerow(cells)
+
+    def write_settled(self, run_id: str, items: Sequence[Planned]) -> None:
+        """Rows an earlier run settled, as the ledger holds them (one call per chunk)."""
+        failed = []
+        rows = []
+        for item in items:
+            entry = item.entry
+            assert entry is not None
+            cells = [
+                run_id,
+                item.external_id,
+                entry.status,
+                entry.plain_event_id,
+                neutralise(item.row.source),
+                item.row.position,
+                "",
+                entry.code,
+                neutralise(entry.message),
+                f"settled by run {entry.run_id}; not sent again",
+                entry.event_timestamp,
+                entry.attempts,
+                "",
+                "",
+                "",
+            ]
+            rows.append(cells)
+            if entry.status in FAILED:
+                failed.append(cells)
+        self._results_csv.writerows(rows)
+        if failed:
+            self._failed_csv.writerows(failed)
 
     def flush(self) -> None:
         self._results.flush()

@@ -11,6 +11,16 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import backfill" 2>/d
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
 fi
 "$VENV/bin/python" -m pip install --quiet -e ".[dev]"
+# Azurite, Azure Blob Storage's emulator, for tests/integration/test_object_storage.py
+# (a git-ignored folder; under CI=true those tests fail without it, never skip).
+AZURITE=.cache/azurite/node_modules/.bin/azurite-blob
+if [ ! -x "$AZURITE" ]; then
+  if command -v npm >/dev/null; then
+    npm install --prefix .cache/azurite --no-audit --no-fund --loglevel=error azurite@3
+  else
+    echo "npm not found: tests on Azure Blob Storage (Azurite) will not run" >&2
+  fi
+fi
 
 echo "== ruff format --check"
 "$VENV/bin/ruff" format --check backfill tests scripts benchmarks

@@ -3,6 +3,8 @@
 CSV (`readers.csv`), JSON Lines (`readers.jsonl`) and Parquet (`readers.parquet`), each
 plain or compressed (gzip, bz2, xz, zstd: `readers.files`); typed values become text by
 one set of rules (`readers.values`), so the same data gives the same rows in every format.
+A URL's rows and errors name it as `display_name` shows it (no credentials, no query
+values), so a signed URL's secret never reaches the ledger, results or messages.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
+from backfill.config import display_name
+from backfill.errors import SourceError
 from backfill.models import SourceRow
 from backfill.readers import csv
 from backfill.readers.csv import DEFAULT_CHUNK_ROWS, PLAIN_CSV, CsvOptions
@@ -29,6 +33,16 @@ __all__ = [
 
 def read_header(path: str, fmt: Format | None = None, options: CsvOptions = PLAIN_CSV) -> list[str]:
     """The column names of one file; a file-level problem raises SourceError."""
+    try:
+        return _header(path, fmt, options)
+    except SourceError as exc:
+        name = display_name(path)
+        if name == path:
+            raise
+        raise _renamed(exc, name) from None
+
+
+def _header(path: str, fmt: Format | None, options: CsvOptions) -> list[str]:
     kind = kind_of(path, fmt)
     if kind.format == "jsonl":
         from backfill.readers import jsonl
@@ -49,6 +63,27 @@ def read_rows(
     progress: ReadProgress | None = None,
 ) -> Iterator[SourceRow]:
     """Every row of one file, its position the first line (CSV, JSONL) or row index (Parquet)."""
+    rows = _rows(path, fmt, options, progress)
+    name = display_name(path)
+    return rows if name == path else _shown_as(name, rows)
+
+
+def _shown_as(name: str, rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
+    """`rows` and their errors under `name`, a URL without its secrets."""
+    try:
+        for row in rows:
+            yield replace(row, source=name)
+    except SourceError as exc:
+        raise _renamed(exc, name) from None
+
+
+def _renamed(exc: SourceError, name: str) -> SourceError:
+    return SourceError(exc.reason, file=name, line=exc.line)
+
+
+def _rows(
+    path: str, fmt: Format | None, options: CsvOptions, progress: ReadProgress | None
+) -> Iterator[SourceRow]:
     kind = kind_of(path, fmt)
     if kind.format == "parquet":
         from backfill.readers import parquet

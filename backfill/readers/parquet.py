@@ -23,14 +23,23 @@ from decimal import Decimal
 from typing import Any, Final
 
 import pyarrow as pa  # type: ignore[import-untyped]
+import pyarrow.compute as pc  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 from backfill.errors import SourceError
 from backfill.models import RowProblem, SourceRow
-from backfill.readers.files import ReadProgress
+from backfill.readers.files import ReadProgress, display_name, is_url, open_url, size
 from backfill.readers.values import canonical
 
 DEFAULT_BATCH_ROWS: Final = 4096
+
+
+def _arrow_writes_text(type_: Any) -> bool:
+    """Whether Arrow writes this type's text exactly as `canonical` does."""
+    return bool(
+        pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_integer(type_)
+    )
+
 
 #: What pyarrow raises for a file it cannot read (ArrowInvalid is a ValueError too).
 _UNREADABLE: Final = (pa.ArrowException, OSError, ValueError)
@@ -75,20 +84,15 @@ def read_rows(
                     file=path,
                 ) from None
             columns = [_texts(batch.column(i), name) for i, name in enumerate(names)]
+            clean = not any(RowProblem in {type(cell) for cell in column} for column in columns)
+            if progress is not None and total_rows:
+                # The batch is read: its share of the file's bytes is done.
+                progress.done_bytes = base + file_bytes * (index + batch.num_rows) // total_rows
             for cells in zip(*columns, strict=True):
-                values: dict[str, str] = {}
-                problem: RowProblem | None = None
-                for name, cell in zip(names, cells, strict=True):
-                    if isinstance(cell, RowProblem):
-                        problem = cell
-                        break
-                    values[name] = cell
-                if progress is not None and total_rows:
-                    progress.done_bytes = base + file_bytes * (index + 1) // total_rows
-                if problem is not None:
-                    yield SourceRow(path, str(index), {}, problem)
+                if clean:
+                    yield SourceRow(path, str(index), dict(zip(names, cells, strict=True)))
                 else:
-                    yield SourceRow(path, str(index), values)
+                    yield _row(path, index, names, cells)
                 index += 1
     finally:
         parquet.close()
@@ -107,23 +111,34 @@ def schema_problem(paths: Sequence[str]) -> str | None:
     expected = _columns(first)
     for path in paths[1:]:
         found = _columns(path)
-        where = f"{path} does not match {first}"
+        where = f"{display_name(path)} does not match {display_name(first)}"
         fix = "files read together need the same columns and types"
         for name, type_ in expected.items():
             if name not in found:
-                return f"{where}: it has no column {name!r} ({type_} in {first}); {fix}"
+                return (
+                    f"{where}: it has no column {name!r} ({type_} in {display_name(first)}); {fix}"
+                )
         for name, type_ in found.items():
             if name not in expected:
                 return f"{where}: it has an extra column {name!r} ({type_}); {fix}"
             if type_ != expected[name]:
                 return (
                     f"{where}: column {name!r} is {type_} there but {expected[name]} "
-                    f"in {first}; {fix}"
+                    f"in {display_name(first)}; {fix}"
                 )
     return None
 
 
 def _open(path: str) -> Any:
+    if is_url(path):
+        # ParquetFile.close() closes only what it opened itself: this file closes when
+        # the ParquetFile is dropped (io objects close themselves when collected).
+        remote = open_url(path)
+        try:
+            return pq.ParquetFile(remote)
+        except _UNREADABLE as exc:
+            remote.close()
+            raise SourceError(_unreadable(exc), file=display_name(path)) from None
     if not os.path.exists(path):
         raise SourceError("no such file", file=path)
     try:
@@ -133,6 +148,12 @@ def _open(path: str) -> Any:
 
 
 def _schema(path: str) -> Any:
+    if is_url(path):
+        with open_url(path) as remote:
+            try:
+                return pq.read_schema(remote)
+            except _UNREADABLE as exc:
+                raise SourceError(_unreadable(exc), file=display_name(path)) from None
     if not os.path.exists(path):
         raise SourceError("no such file", file=path)
     try:
@@ -169,9 +190,27 @@ def _columns(path: str) -> dict[str, str]:
     return columns
 
 
+def _row(path: str, index: int, names: list[str], cells: Sequence[str | RowProblem]) -> SourceRow:
+    """A row of a batch where some value could not be read: the first such is its problem."""
+    for cell in cells:
+        if isinstance(cell, RowProblem):
+            return SourceRow(path, str(index), {}, cell)
+    return SourceRow(path, str(index), dict(zip(names, cells, strict=True)))  # type: ignore[arg-type]
+
+
 def _texts(column: Any, name: str) -> list[str | RowProblem]:
     """The text of every value of one column of a batch (or why a value has none)."""
     type_ = column.type
+    plain = type_.value_type if pa.types.is_dictionary(type_) else type_
+    if _arrow_writes_text(plain):
+        # Strings are themselves and integers their digits, as `canonical` writes them:
+        # Arrow converts a whole column at once.
+        try:
+            as_text = column.cast(pa.large_string())
+            texts: list[str | RowProblem] = pc.fill_null(as_text, "").to_pylist()
+            return texts
+        except _UNCONVERTIBLE:
+            pass  # each value on its own, below, to name the bad one
     if pa.types.is_time64(type_) and type_.unit == "ns":
         return [_time_ns(nanos) for nanos in column.cast(pa.int64()).to_pylist()]
     if pa.types.is_float32(type_):
@@ -235,7 +274,4 @@ def _narrow_float(value: float | None, code: str) -> str:
 
 
 def _size(path: str) -> int:
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
+    return size(path)

@@ -2,7 +2,15 @@ import re
 
 import pytest
 
-from backfill.config import UNSET, FailureLimit, default_ledger, mask_url, resolve
+from backfill.config import (
+    UNSET,
+    FailureLimit,
+    default_ledger,
+    display_name,
+    is_url,
+    mask_url,
+    resolve,
+)
 from backfill.errors import ConfigError
 
 
@@ -82,6 +90,47 @@ def test_a_source_given_twice_is_refused(tmp_path):
 
 def test_mask_url():
     assert mask_url("postgresql://u:pw@host/db") == "postgresql://u:***@host/db"
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        pytest.param("data/a.csv", "data/a.csv", id="local"),
+        pytest.param("C:\\data\\a?.csv", "C:\\data\\a?.csv", id="local-windows"),
+        pytest.param("s3://bucket/unload/*.csv.gz", "s3://bucket/unload/*.csv.gz", id="s3"),
+        pytest.param(
+            "https://host/a.csv.gz?X-Amz-Signature=abc&X-Amz-Expires=60",
+            "https://host/a.csv.gz?X-Amz-Signature=***&X-Amz-Expires=***",
+            id="presigned",
+        ),
+        pytest.param(
+            "https://user:pw@host:8443/a.csv?sv=1&sig=s%2Fx",
+            "https://host:8443/a.csv?sv=***&sig=***",
+            id="userinfo-and-sas",
+        ),
+        pytest.param("https://token@host/a.csv", "https://host/a.csv", id="token-as-user"),
+        pytest.param(
+            "abfs://box@acct.dfs.core.windows.net/a/",
+            "abfs://box@acct.dfs.core.windows.net/a/",
+            id="azure-container-stays",
+        ),
+        pytest.param("s3://key:secret@bucket/a.csv", "s3://bucket/a.csv", id="s3-password"),
+        pytest.param("https://host/a.csv?token#frag", "https://host/a.csv?***#***", id="bare"),
+        pytest.param("https://[::1/a.csv", "https://(a URL that cannot be parsed)", id="broken"),
+    ],
+)
+def test_display_name_hides_credentials_and_query_values(source, shown):
+    assert display_name(source) == shown
+    assert is_url(source) == ("://" in source)
+
+
+def test_urls_with_secrets_are_recorded_redacted_and_a_repeated_url_is_refused():
+    url = "https://host/a.csv.gz?sig=sekrit-canary"
+    settings = resolve(sources=(url, "s3://b/x.csv"), mapping="m", env={})
+    assert "sekrit-canary" not in str(settings.public())
+    assert settings.public()["sources"] == ["https://host/a.csv.gz?sig=***", "s3://b/x.csv"]
+    with pytest.raises(ConfigError, match=r"source https://host/a.csv.gz\?sig=\*\*\* is given"):
+        resolve(sources=(url, url), mapping="m", env={})
 
 
 @pytest.mark.parametrize(
