@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -147,6 +147,24 @@ def event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:
         return _event_id(mapper, row)
     except Exception as exc:  # bad input never crashes the job: the row gets the reason
         return RowProblem("unreadable_value", f"{type(exc).__name__}: {exc}"[:300])
+
+
+def event_ids(
+    mapper: Mapper, rows: Sequence[SourceRow]
+) -> list[tuple[SourceRow, str | RowProblem]]:
+    """Each row with its externalId, or why it has none (its own problem first)."""
+    pairs: list[tuple[SourceRow, str | RowProblem]] = []
+    for row in rows:
+        if row.problem is not None:
+            pairs.append((row, row.problem))
+            continue
+        try:
+            pairs.append((row, _event_id(mapper, row)))
+        except Exception as exc:  # bad input never crashes the job: the row gets the reason
+            pairs.append(
+                (row, RowProblem("unreadable_value", f"{type(exc).__name__}: {exc}"[:300]))
+            )
+    return pairs
 
 
 def _event_id(mapper: Mapper, row: SourceRow) -> str | RowProblem:

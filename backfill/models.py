@@ -43,12 +43,14 @@ class RowProblem:
     column: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SourceRow:
     """One record of a source, values as text, with where it came from.
 
     `position` is the record's first physical line for CSV. A row the reader could
     not split honestly (too few or too many fields, bad bytes) carries a `problem`.
+    Treat it as read-only: it is not frozen only because a frozen dataclass costs four
+    times as much to create, and there is one per row.
     """
 
     source: str
@@ -119,9 +121,12 @@ class Attempt:
         return round((self.answered_at - self.sent_at) * 1000, 1)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LedgerEntry:
-    """What the ledger knows of one externalId, as the planner needs it."""
+    """What the ledger knows of one externalId, as the planner needs it.
+
+    Read-only, but not frozen: a resume creates one per row (see `SourceRow`).
+    """
 
     external_id: str
     status: Status

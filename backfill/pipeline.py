@@ -12,7 +12,7 @@ import os
 import secrets
 import signal
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,7 +40,7 @@ from backfill.errors import (
 )
 from backfill.ids import ID_FORMAT_VERSION
 from backfill.ledger import CustomerRecord, SqliteLedger
-from backfill.mapper import Mapper, compile_mapper, event_id, map_row
+from backfill.mapper import Mapper, compile_mapper, event_id, event_ids, map_row
 from backfill.mapping import MappingSpec, check_columns, load_mapping
 from backfill.models import (
     FAILED,
@@ -376,7 +376,7 @@ class _Job:
             chunk_rows=self.settings.chunk_rows,
             progress=self.read_progress,
         ):
-            pairs = [(row, _id_or_problem(self.mapper, row)) for row in chunk]
+            pairs = event_ids(self.mapper, chunk)
             ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
             known = lookups.submit(self._known, ids)
             ahead.append(_Identified(pairs, known, self.read_progress.fraction))
@@ -468,12 +468,13 @@ class _Job:
         if not items:
             return
         counts = self.counts
+        by_status = Counter(item.entry.status for item in items if item.entry is not None)
+        for status, n in by_status.items():
+            counts.add(status, n)
+        self._failed_earlier += by_status[Status.INVALID] + by_status[Status.REJECTED]
         for item in items:
             entry = item.entry
             assert entry is not None
-            counts.add(entry.status)
-            if entry.status in (Status.INVALID, Status.REJECTED):
-                self._failed_earlier += 1
             if item.decision == Decision.SKIP_DONE:
                 counts.skipped_done += 1
                 if entry.mapping_hash != self.spec.hash:
@@ -943,7 +944,7 @@ def validate(
             prepared.files, fmt=prepared.fmt, options=prepared.csv, limit=limit
         ):
             rows += len(chunk)
-            pairs = [(row, _id_or_problem(mapper, row)) for row in chunk]
+            pairs = event_ids(mapper, chunk)
             first_seen = scratch.first_seen(
                 [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
             )

@@ -17,9 +17,9 @@ class Decision(StrEnum):
     INVALID = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Planned:
-    """A row and what the run does with it."""
+    """A row and what the run does with it (read-only; not frozen, see `SourceRow`)."""
 
     row: SourceRow
     external_id: str

@@ -107,20 +107,29 @@ class ResultsWriter:
         """Rows an earlier run settled, as the ledger holds them (one call per chunk)."""
         failed = []
         rows = []
+        notes: dict[str, str] = {}
+        sources: dict[str, str] = {}
         for item in items:
             entry = item.entry
             assert entry is not None
+            note = notes.get(entry.run_id)
+            if note is None:
+                note = notes[entry.run_id] = f"settled by run {entry.run_id}; not sent again"
+            source = sources.get(item.row.source)
+            if source is None:
+                source = sources[item.row.source] = neutralise(item.row.source)
+            message = entry.message
             cells = [
                 run_id,
                 item.external_id,
                 entry.status,
                 entry.plain_event_id,
-                neutralise(item.row.source),
+                source,
                 item.row.position,
                 "",
                 entry.code,
-                neutralise(entry.message),
-                f"settled by run {entry.run_id}; not sent again",
+                neutralise(message) if message else "",
+                note,
                 entry.event_timestamp,
                 entry.attempts,
                 "",

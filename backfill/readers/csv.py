@@ -97,7 +97,7 @@ def read_rows(
                 progress.done_bytes = base + raw.tell()
             if not fields:
                 continue  # a blank line is not a record
-            bad = lines.undecodable_since(start)
+            bad = lines.undecodable_since(start) if lines.any_bad else None
             if bad is not None:
                 line, text = bad
                 what = "a NUL byte" if "\x00" in text else _not_text(options.encoding)
@@ -198,6 +198,11 @@ class _Lines(Iterable[str]):
             if "\x00" in line or (not line.isascii() and _UNDECODABLE.search(line)):
                 self._bad.append((self.count, line))
             yield line
+
+    @property
+    def any_bad(self) -> bool:
+        """Whether some line read and not yet passed had bad bytes (a cheap first check)."""
+        return bool(self._bad)
 
     def undecodable_since(self, start: int) -> tuple[int, str] | None:
         """The first line at or after `start` with bad bytes, and its text."""

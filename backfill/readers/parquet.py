@@ -36,6 +36,9 @@ DEFAULT_BATCH_ROWS: Final = 4096
 
 def _arrow_writes_text(type_: Any) -> bool:
     """Whether Arrow writes this type's text exactly as `canonical` does."""
+    if pa.types.is_decimal(type_):
+        # Arrow writes an exponent when it is below -6 (as Java's BigDecimal does).
+        return bool(0 <= type_.scale <= 6)
     return bool(
         pa.types.is_string(type_) or pa.types.is_large_string(type_) or pa.types.is_integer(type_)
     )
@@ -203,14 +206,18 @@ def _texts(column: Any, name: str) -> list[str | RowProblem]:
     type_ = column.type
     plain = type_.value_type if pa.types.is_dictionary(type_) else type_
     if _arrow_writes_text(plain):
-        # Strings are themselves and integers their digits, as `canonical` writes them:
-        # Arrow converts a whole column at once.
+        # Strings are themselves, integers their digits and decimals fixed-point with
+        # their scale, as `canonical` writes them: Arrow converts a whole column at once.
         try:
             as_text = column.cast(pa.large_string())
             texts: list[str | RowProblem] = pc.fill_null(as_text, "").to_pylist()
             return texts
         except _UNCONVERTIBLE:
             pass  # each value on its own, below, to name the bad one
+    if pa.types.is_timestamp(type_) and type_.unit != "ns":
+        stamps = _timestamp_texts(column)
+        if stamps is not None:
+            return stamps
     if pa.types.is_time64(type_) and type_.unit == "ns":
         return [_time_ns(nanos) for nanos in column.cast(pa.int64()).to_pylist()]
     if pa.types.is_float32(type_):
@@ -222,6 +229,29 @@ def _texts(column: Any, name: str) -> list[str | RowProblem]:
         return [canonical(value) for value in column.to_pylist(maps_as_pydicts="strict")]
     except _UNCONVERTIBLE:
         return [_text(column[i], name) for i in range(len(column))]
+
+
+#: Instants (µs since the epoch) between which Arrow's and Python's texts agree.
+_SAFE_MICROS: Final = (-30_610_137_600_000_000, 253_402_128_000_000_000)  # 1000-01-02, 9999-12-30
+
+
+def _timestamp_texts(column: Any) -> list[str | RowProblem] | None:
+    """A timestamp column's texts as `canonical` writes them, a column at a time.
+
+    In UTC with a `Z` when the type has a zone, fractions only when non-zero. None when a
+    value lies outside the years 1000 to 9999: each value then goes the slow way.
+    """
+    micros = column.cast(pa.timestamp("us", column.type.tz)).cast(pa.int64())
+    low, high = pc.min_max(micros).values()
+    if low.is_valid and not (_SAFE_MICROS[0] <= low.as_py() and high.as_py() <= _SAFE_MICROS[1]):
+        return None
+    zone = "UTC" if column.type.tz else None
+    texts = pc.strftime(micros.cast(pa.timestamp("us", zone)), format="%Y-%m-%dT%H:%M:%S")
+    texts = pc.replace_substring_regex(texts, r"\.0+$", "")
+    if zone:
+        texts = pc.binary_join_element_wise(texts, pa.scalar("Z"), "")
+    result: list[str | RowProblem] = pc.fill_null(texts, "").to_pylist()
+    return result
 
 
 def _text(scalar: Any, name: str) -> str | RowProblem:

@@ -157,3 +157,12 @@ def test_open_readonly_never_changes_or_creates_a_ledger(tmp_path, ledger_path):
         assert reader.first_seen([("a", "f", "1")]) == {}
     after = {p.name: p.read_bytes() for p in Path(ledger_path).parent.iterdir()}
     assert after == before
+
+
+def test_first_seen_does_not_take_an_id_for_another_that_shares_its_hash(ledger):
+    # A row already in the table under the id's hash but with another id's check.
+    ledger.first_seen([("other", "f", "1")])
+    ledger._conn.execute("UPDATE seen SET h = ? WHERE h = ?", (hash("x"), hash("other")))
+    assert ledger.first_seen([("x", "f", "2")]) == {}
+    # The id itself repeated is still a repeat.
+    assert ledger.first_seen([("other2", "f", "3"), ("other2", "f", "4")]) == {"other2": ("f", "3")}

@@ -216,3 +216,55 @@ def test_damaged_pages_mid_file_name_the_last_good_row(tmp_path):
 def test_a_missing_file_is_a_source_error(tmp_path):
     with pytest.raises(SourceError, match="no such file"):
         read_header(str(tmp_path / "absent.parquet"))
+
+
+# Columns Arrow converts at once must read exactly as `canonical` writes each value.
+_YEAR_1000 = -30_610_137_600  # 1000-01-02T00:00:00Z, seconds
+_YEAR_9999 = 253_402_128_000  # 9999-12-30T00:00:00Z
+
+
+@pytest.mark.parametrize("unit", ["s", "ms", "us"])
+@pytest.mark.parametrize("zone", [None, "UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_whole_timestamp_columns_read_as_each_value_does(tmp_path, unit, zone):
+    import random
+
+    from backfill.readers.values import canonical
+
+    scale = {"s": 1, "ms": 1000, "us": 1_000_000}[unit]
+    rng = random.Random(f"{unit}{zone}")
+    values = [rng.randint(_YEAR_1000 * scale, _YEAR_9999 * scale) for _ in range(2000)]
+    values += [v - v % scale for v in values[:200]] + [0, None, _YEAR_1000 * scale]
+    column = pa.array(values, pa.int64()).cast(pa.timestamp(unit, zone))
+    rows = list(read_rows(write(tmp_path, pa.table({"at": column}))))
+    assert [row.values["at"] for row in rows] == [canonical(v) for v in column.to_pylist()]
+
+
+def test_timestamps_outside_the_years_1000_to_9999_are_read_one_by_one(tmp_path):
+    early = dt.datetime(999, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+    column = pa.array(
+        [early, dt.datetime(2023, 4, 8, 20, 9, 17, tzinfo=dt.UTC)], pa.timestamp("s", "UTC")
+    )
+    rows = list(read_rows(write(tmp_path, pa.table({"at": column}))))
+    assert [row.values["at"] for row in rows] == ["0999-12-31T23:59:59Z", "2023-04-08T20:09:17Z"]
+
+
+@pytest.mark.parametrize(
+    "type_",
+    [pa.decimal128(12, 2), pa.decimal128(38, 9), pa.decimal128(5, 0), pa.decimal128(20, 6)],
+)
+def test_whole_decimal_columns_read_as_each_value_does(tmp_path, type_):
+    import random
+
+    from backfill.readers.values import canonical
+
+    rng = random.Random(str(type_))
+    digits = type_.precision
+    values = [
+        Decimal(rng.randint(-(10**digits) + 1, 10**digits - 1)).scaleb(-type_.scale)
+        for _ in range(500)
+    ]
+    tiny = Decimal(1).scaleb(-type_.scale)
+    values += [Decimal(0).scaleb(-type_.scale), tiny, -tiny, None]
+    column = pa.array(values, type_)
+    rows = list(read_rows(write(tmp_path, pa.table({"amount": column}))))
+    assert [row.values["amount"] for row in rows] == [canonical(v) for v in column.to_pylist()]
