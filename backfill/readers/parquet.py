@@ -86,8 +86,9 @@ def read_rows(
                     f"the Parquet data is damaged {after} ({type(exc).__name__}: {exc})",
                     file=path,
                 ) from None
-            columns = [_texts(batch.column(i), name) for i, name in enumerate(names)]
-            clean = not any(RowProblem in {type(cell) for cell in column} for column in columns)
+            converted = [_texts(batch.column(i), name) for i, name in enumerate(names)]
+            columns = [texts for texts, _ in converted]
+            clean = not any(unread for _, unread in converted)
             if progress is not None and total_rows:
                 # The batch is read: its share of the file's bytes is done.
                 progress.done_bytes = base + file_bytes * (index + batch.num_rows) // total_rows
@@ -201,19 +202,26 @@ def _row(path: str, index: int, names: list[str], cells: Sequence[str | RowProbl
     return SourceRow(path, str(index), dict(zip(names, cells, strict=True)))  # type: ignore[arg-type]
 
 
-def _texts(column: Any, name: str) -> list[str | RowProblem]:
-    """The text of every value of one column of a batch (or why a value has none)."""
+def _texts(column: Any, name: str) -> tuple[list[str | RowProblem], bool]:
+    """The text of every value of one column of a batch, and whether some value has none.
+
+    A value that has none is a RowProblem in the list (only the slow way makes one).
+    """
+    try:
+        return _whole_column(column), False
+    except _UNCONVERTIBLE:
+        return [_text(column[i], name) for i in range(len(column))], True
+
+
+def _whole_column(column: Any) -> list[str | RowProblem]:
+    """The text of every value of one column, converted at once where Arrow can."""
     type_ = column.type
     plain = type_.value_type if pa.types.is_dictionary(type_) else type_
     if _arrow_writes_text(plain):
         # Strings are themselves, integers their digits and decimals fixed-point with
         # their scale, as `canonical` writes them: Arrow converts a whole column at once.
-        try:
-            as_text = column.cast(pa.large_string())
-            texts: list[str | RowProblem] = pc.fill_null(as_text, "").to_pylist()
-            return texts
-        except _UNCONVERTIBLE:
-            pass  # each value on its own, below, to name the bad one
+        texts: list[str | RowProblem] = pc.fill_null(column.cast(pa.large_string()), "").to_pylist()
+        return texts
     if pa.types.is_timestamp(type_) and type_.unit != "ns":
         stamps = _timestamp_texts(column)
         if stamps is not None:
@@ -224,11 +232,8 @@ def _texts(column: Any, name: str) -> list[str | RowProblem]:
         return [_narrow_float(value, "f") for value in column.to_pylist()]
     if pa.types.is_float16(type_):
         return [_narrow_float(value, "e") for value in column.to_pylist()]
-    try:
-        # A map becomes a JSON object (a list of pairs when its keys repeat).
-        return [canonical(value) for value in column.to_pylist(maps_as_pydicts="strict")]
-    except _UNCONVERTIBLE:
-        return [_text(column[i], name) for i in range(len(column))]
+    # A map becomes a JSON object (a list of pairs when its keys repeat).
+    return [canonical(value) for value in column.to_pylist(maps_as_pydicts="strict")]
 
 
 #: Instants (µs since the epoch) between which Arrow's and Python's texts agree.
