@@ -23,6 +23,37 @@ _FORMAT = click.option(
 )
 
 
+def _sql_options(command: Any) -> Any:
+    """`--source-sql`, `--source-url` and `--param`: rows from a query instead of files."""
+    options = [
+        click.option(
+            "--source-sql",
+            help="Read rows from this SQL query instead of files (@FILE reads it from a "
+            "file); needs --source-url. Install: pip install 'plain-backfill[sql]'.",
+        ),
+        click.option(
+            "--source-url",
+            help="The SQLAlchemy URL of the database --source-sql runs on, e.g. "
+            "postgresql+psycopg://user@host:5432/db [env BACKFILL_SOURCE_URL].",
+        ),
+        click.option(
+            "--param",
+            "params",
+            multiple=True,
+            help="A query parameter as NAME=VALUE, bound to :NAME in --source-sql (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _sql(
+    source_sql: str | None, source_url: str | None, params: tuple[str, ...]
+) -> config.SqlSource | None:
+    return config.resolve_sql(source_sql=source_sql, source_url=source_url, params=params)
+
+
 def _given(value: Any) -> Any:
     """click gives None (or False for flags) when an option is absent: that is UNSET."""
     return config.UNSET if value is None or value is False else value
@@ -42,8 +73,9 @@ def cli(verbose: int) -> None:
 
 
 @cli.command()
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@_sql_options
 @click.option(
     "--ledger",
     help="Ledger file [default: .backfill/<stem>.sqlite beside the mapping; env BACKFILL_LEDGER].",
@@ -107,7 +139,8 @@ def cli(verbose: int) -> None:
 def run(
     sources: tuple[str, ...], mapping: str, quiet: bool, fmt: str | None, **options: Any
 ) -> None:
-    """Send every row of SOURCES to Plain as an event; resumes from the ledger.
+    """Send every row of SOURCES (or of --source-sql) to Plain as an event; resumes from
+    the ledger.
 
     The API key comes from the PLAIN_API_KEY environment variable, never an argument.
     """
@@ -132,8 +165,9 @@ def run(
 
 
 @cli.command("validate")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@_sql_options
 @click.option("--results-dir", default="results", show_default=True, help="Where invalid.csv goes.")
 @click.option("--limit", type=int, help="Check only the first N rows.")
 @click.option(
@@ -147,6 +181,9 @@ def validate(
     limit: int | None,
     upsert_customers: bool,
     fmt: str | None,
+    source_sql: str | None,
+    source_url: str | None,
+    params: tuple[str, ...],
 ) -> None:
     """Map every row offline, exactly as run would; exit 1 if any row is invalid.
 
@@ -160,6 +197,7 @@ def validate(
             limit=limit,
             upsert_customers=upsert_customers,
             fmt=fmt or "",
+            sql=_sql(source_sql, source_url, params),
         )
     except BackfillError as exc:
         _fail(exc)
@@ -168,8 +206,9 @@ def validate(
 
 
 @cli.command("preview")
-@click.argument("sources", nargs=-1, required=True)
+@click.argument("sources", nargs=-1)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
+@_sql_options
 @click.option(
     "-n",
     "count",
@@ -190,6 +229,9 @@ def preview(
     lines: tuple[int, ...],
     upsert_customers: bool,
     fmt: str | None,
+    source_sql: str | None,
+    source_url: str | None,
+    params: tuple[str, ...],
 ) -> None:
     """Print, as JSON, the exact GraphQL variables run would send for some rows."""
     try:
@@ -200,6 +242,7 @@ def preview(
             lines=lines,
             upsert_customers=upsert_customers,
             fmt=fmt or "",
+            sql=_sql(source_sql, source_url, params),
         )
     except BackfillError as exc:
         _fail(exc)

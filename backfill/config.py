@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -41,6 +41,29 @@ class _Unset:
 
 UNSET: Final = _Unset()
 
+#: Settings never read from the environment (repeatable options).
+_NOT_FROM_ENV: Final = frozenset({"params"})
+_PARAM_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSource:
+    """`--source-sql`: a query (or `@file` holding one), the database URL, bound parameters.
+
+    >>> SqlSource("SELECT 1", "sqlite://", (("since", "2024-01-01"),)).shown
+    'sqlite://'
+    """
+
+    query: str
+    url: str
+    #: (name, value) pairs, bound as query parameters, never pasted into the text.
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def shown(self) -> str:
+        """The database as rows, results and messages name it: no password."""
+        return display_name(self.url)
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -68,6 +91,17 @@ class Settings:
     outage_limit: str = DEFAULT_OUTAGE_LIMIT
     max_failures: str = ""
     headroom: str = DEFAULT_HEADROOM
+    #: A query to read rows from instead of files (`@path` reads it from a file).
+    source_sql: str = ""
+    #: The SQLAlchemy URL of the database `source_sql` runs on.
+    source_url: str = ""
+    #: `name=value` parameters of `source_sql`.
+    params: tuple[str, ...] = ()
+
+    @property
+    def sql(self) -> SqlSource | None:
+        """The SQL source, or None when the sources are files."""
+        return sql_source(self.source_sql, self.source_url, self.params)
 
     @property
     def rate_auto(self) -> bool:
@@ -112,6 +146,9 @@ class Settings:
             "outage_limit": self.outage_limit,
             "max_failures": self.max_failures,
             "headroom": self.headroom,
+            "source_sql": self.source_sql,
+            "source_url": display_name(self.source_url),
+            "params": list(self.params),
         }
 
 
@@ -203,6 +240,51 @@ def parse_share(text: str) -> float:
     return share
 
 
+def sql_source(query: str, url: str, params: Sequence[str] = ()) -> SqlSource | None:
+    """The SQL source `--source-sql`, `--source-url` and `--param` give, checked.
+
+    >>> sql_source("SELECT * FROM t WHERE d > :since", "sqlite://", ["since=2024-01-01"]).params
+    (('since', '2024-01-01'),)
+    """
+    if not query:
+        if url or params:
+            given = "--source-url" if url else "--param"
+            raise ConfigError(f"{given} is for --source-sql: give the query too")
+        return None
+    if not url:
+        raise ConfigError(
+            "--source-sql needs --source-url (BACKFILL_SOURCE_URL), the database's SQLAlchemy "
+            "URL, e.g. postgresql+psycopg://user@host:5432/db"
+        )
+    pairs = []
+    for param in params:
+        name, sep, value = param.partition("=")
+        if not sep or not _PARAM_NAME.match(name.strip()):
+            raise ConfigError(f"--param {param!r}: write name=value, e.g. --param since=2024-01-01")
+        pairs.append((name.strip(), value))
+    return SqlSource(query, url, tuple(pairs))
+
+
+def resolve_sql(
+    *,
+    source_sql: str | None = None,
+    source_url: str | None = None,
+    params: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> SqlSource | None:
+    """The SQL source from options (None: not given), else the environment, as `resolve` does.
+
+    >>> resolve_sql(source_sql="SELECT 1", env={"BACKFILL_SOURCE_URL": "sqlite://"}).url
+    'sqlite://'
+    """
+    environ = os.environ if env is None else env
+    return sql_source(
+        source_sql or environ.get(env_name_of("source_sql"), ""),
+        source_url or environ.get(env_name_of("source_url"), ""),
+        params,
+    )
+
+
 def default_ledger(mapping: str) -> str:
     """Where a job's ledger lives unless told: `.backfill/<stem>.sqlite` beside the mapping.
 
@@ -280,7 +362,7 @@ def resolve(
             raise TypeError(f"unknown setting {name!r}")
         if value is not UNSET:
             values[name] = value
-    for name in names - values.keys():
+    for name in names - values.keys() - _NOT_FROM_ENV:
         env_name = env_name_of(name)
         if env_name in environ and environ[env_name] != "":
             values[name] = _from_env(name, environ[env_name], env_name)
@@ -355,6 +437,10 @@ def _check(settings: Settings) -> None:
     for name, ok, wanted in limits:
         if not ok:
             raise ConfigError(f"{_option(name)} must be {wanted}")
+    if settings.sql is not None and settings.sources:
+        raise ConfigError(
+            "give either source files or --source-sql, not both (run one job per source)"
+        )
     if not _is_http_url(settings.api_url):
         raise ConfigError(
             f"{_option('api_url')} must be an http(s) URL: {mask_url(settings.api_url)!r}"

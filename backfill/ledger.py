@@ -497,8 +497,11 @@ class SqliteLedger:
 
     def mark_in_flight(
         self, run_id: str, events: Sequence[Event], *, mapping_hash: str, claim_s: float
-    ) -> None:
-        """Commit these events as `in_flight`, claimed by this run, before they are sent."""
+    ) -> set[str]:
+        """Commit these events as `in_flight`, claimed by this run, before they are sent.
+
+        Returns the ids claimed: all of them, as one process holds a SQLite ledger.
+        """
         now = time.time()
         with self._transaction() as cur:
             cur.executemany(
@@ -530,6 +533,7 @@ class SqliteLedger:
                     for e in events
                 ],
             )
+        return {e.external_id for e in events}
 
     def record_outcomes(
         self,

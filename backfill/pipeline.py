@@ -15,7 +15,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -24,9 +24,11 @@ import httpx
 
 from backfill import plain
 from backfill.config import (
+    DEFAULT_CHUNK_ROWS,
     DEFAULT_RESULTS_DIR,
     FailureLimit,
     Settings,
+    SqlSource,
     default_ledger,
     display_name,
 )
@@ -149,7 +151,7 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
-    prepared = _prepare(settings.sources, settings.mapping, settings.format)
+    prepared = _prepare(settings.sources, settings.mapping, settings.format, settings.sql)
     spec = prepared.spec
     dry_run = settings.dry_run
     if not settings.api_key and not dry_run:
@@ -368,10 +370,7 @@ class _Job:
         ahead gives the worker time to win the GIL back between its statements.
         """
         ahead: deque[_Identified] = deque()
-        for chunk in read_chunks(
-            self.prepared.files,
-            fmt=self.prepared.fmt,
-            options=self.prepared.csv,
+        for chunk in self.prepared.chunks(
             limit=self.settings.limit,
             chunk_rows=self.settings.chunk_rows,
             progress=self.read_progress,
@@ -919,16 +918,18 @@ def validate(
     upsert_customers: bool = False,
     progress: Callable[[int], None] | None = None,
     fmt: str = "",
+    sql: SqlSource | None = None,
 ) -> ValidateSummary:
     """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
 
-    No network, no ledger: duplicates are found through a scratch database.
+    No network, no ledger: duplicates are found through a scratch database. With `sql`
+    (see `config.sql_source`) the rows come from that query and `sources` must be empty.
 
     >>> summary = validate(["data/sample_activity.csv"], "data/mapping.toml")  # doctest: +SKIP
     >>> summary.invalid
     0
     """
-    prepared = _prepare(sources, mapping, fmt)
+    prepared = _prepare(sources, mapping, fmt, sql)
     spec, mapper = prepared.spec, prepared.mapper
     if upsert_customers:
         _check_upsert(spec)
@@ -940,9 +941,7 @@ def validate(
     rows = valid = invalid = duplicates = 0
     # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
     with SqliteLedger.scratch() as scratch:
-        for chunk in read_chunks(
-            prepared.files, fmt=prepared.fmt, options=prepared.csv, limit=limit
-        ):
+        for chunk in prepared.chunks(limit=limit):
             rows += len(chunk)
             pairs = event_ids(mapper, chunk)
             first_seen = scratch.first_seen(
@@ -992,20 +991,24 @@ def preview(
     lines: Sequence[int] = (),
     upsert_customers: bool = False,
     fmt: str = "",
+    sql: SqlSource | None = None,
 ) -> list[dict[str, Any]]:
     """The exact GraphQL variables `run` would send for the first `n` rows, or given lines.
 
     A line is the first line of a record, in every source given. A line where no record
-    starts is shown as missing. Offline: no network, no ledger.
+    starts is shown as missing. Offline: no network, no ledger. With `sql` the rows come
+    from that query (lines do not apply: narrow the query instead).
     """
     if n < 1:
         raise ConfigError("-n must be at least 1")
-    prepared = _prepare(sources, mapping, fmt)
+    if sql is not None and lines:
+        raise ConfigError("--line picks lines of files; with --source-sql, narrow the query")
+    prepared = _prepare(sources, mapping, fmt, sql)
     mapper, files = prepared.mapper, prepared.files
     wanted = {str(line) for line in lines}
     found: set[tuple[str, str]] = set()
     shown: list[dict[str, Any]] = []
-    for chunk in read_chunks(files, fmt=prepared.fmt, options=prepared.csv):
+    for chunk in prepared.chunks():
         for row in chunk:
             if wanted and row.position not in wanted:
                 continue
@@ -1064,14 +1067,48 @@ class _Prepared:
     files: list[str]
     fmt: Format | None
     csv: CsvOptions
+    #: The query the rows come from instead of files (its `@file` already read).
+    sql: SqlSource | None = None
+
+    def chunks(
+        self,
+        *,
+        limit: int | None = None,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        progress: ReadProgress | None = None,
+    ) -> Iterator[list[SourceRow]]:
+        """The source's rows in chunks: the files in order, or the query's rows."""
+        if self.sql is not None:
+            from backfill.readers import sql
+
+            keys = [key.column for key in self.spec.keys]
+            return sql.read_chunks(self.sql, key_columns=keys, limit=limit, chunk_rows=chunk_rows)
+        return read_chunks(
+            self.files,
+            fmt=self.fmt,
+            options=self.csv,
+            limit=limit,
+            chunk_rows=chunk_rows,
+            progress=progress,
+        )
 
 
-def _prepare(sources: Sequence[str], mapping: str, fmt: str = "") -> _Prepared:
-    """Load the mapping, find the files, and check each file's columns before any row."""
+def _prepare(
+    sources: Sequence[str], mapping: str, fmt: str = "", sql: SqlSource | None = None
+) -> _Prepared:
+    """Load the mapping, find the files (or the query), check the columns before any row."""
     spec = load_mapping(mapping)
     mapper = compile_mapper(spec)
+    if sql is not None:
+        if sources:
+            raise ConfigError("give either source files or --source-sql, not both")
+        from backfill.readers import sql as sql_reader
+
+        sql = replace(sql, query=sql_reader.load_query(sql.query))
+        check_columns(spec, sql_reader.read_header(sql), source=sql.shown)
+        return _Prepared(spec, mapper, [], None, CsvOptions(), sql)
     if not sources:
-        raise ConfigError("give at least one source file")
+        raise ConfigError("give at least one source file, or --source-sql")
     if fmt and fmt not in FORMATS:
         raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     given: Format | None = fmt if fmt in FORMATS else None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, from scratch: a venv with the dev extra, then format check,
-# lint, type check and pytest. This is the command README.md gives and .ci/run runs.
+# The whole test suite, from scratch: a venv with the dev extra, a throwaway PostgreSQL,
+# then format check, lint, type check and pytest. This is the command README.md gives
+# and .ci/run runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,18 @@ if [ ! -x "$AZURITE" ]; then
     npm install --prefix .cache/azurite --no-audit --no-fund --loglevel=error azurite@3
   else
     echo "npm not found: tests on Azure Blob Storage (Azurite) will not run" >&2
+  fi
+fi
+
+# A throwaway PostgreSQL for the --source-sql tests (scripts/pg.sh), stopped on exit even
+# when tests fail; a server named by BACKFILL_TEST_PG_URL is used as it is. Under CI=true
+# those tests fail without one, never skip.
+if [ -z "${BACKFILL_TEST_PG_URL:-}" ]; then
+  if pg_env=$(bash scripts/pg.sh start); then
+    eval "$pg_env"
+    trap 'bash scripts/pg.sh stop "$BACKFILL_TEST_PG_DIR"' EXIT
+  else
+    echo "PostgreSQL could not be started: tests on --source-sql will skip (fail under CI=true)" >&2
   fi
 fi
 

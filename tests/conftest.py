@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 from backfill.config import resolve
@@ -119,3 +121,42 @@ def sample_with_bad_rows(tmp_path: Path, every: int) -> str:
                 row["occurred_at"] = "not a time"
             writer.writerow(row)
     return str(path)
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh, empty PostgreSQL database of its own (a SQLAlchemy URL), dropped afterwards.
+
+    The server is the one `BACKFILL_TEST_PG_URL` names (scripts/test.sh starts one with
+    scripts/pg.sh). Without one these tests skip, but fail under CI=true.
+    """
+    url = os.environ.get("BACKFILL_TEST_PG_URL", "")
+
+    def unavailable(reason: str):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI=true: {reason}")
+        pytest.skip(f"no PostgreSQL: {reason} (scripts/pg.sh starts one)")
+
+    if not url:
+        unavailable("BACKFILL_TEST_PG_URL is not set")
+    try:
+        import psycopg
+        from sqlalchemy.engine import make_url
+    except ImportError as exc:
+        unavailable(f"{exc.name} is not installed (pip install -e '.[dev]')")
+    server = make_url(url)
+    name = "t_" + secrets.token_hex(6)
+    admin = libpq(server)
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except psycopg.Error as exc:
+        unavailable(f"{server.render_as_string()} is not reachable: {exc}")
+    yield server.set(database=name).render_as_string(hide_password=False)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def libpq(url) -> str:
+    """A SQLAlchemy URL (`postgresql+psycopg://...`) as psycopg's own connection string."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)

@@ -1,0 +1,503 @@
+"""The ledger in PostgreSQL: what SQLite's ledger keeps, where every worker reaches it.
+
+The same tables, statuses and migrations as `backfill.ledger` (SQLite), for runs whose
+disk does not outlive them (Airflow workers). Several processes may use one ledger at
+once, so a row is claimed before it is sent: `mark_in_flight` takes only rows that no
+live run holds, and says which it took.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Final
+
+import psycopg
+
+from backfill.config import mask_url
+from backfill.errors import LedgerError
+from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
+from backfill.ledger import SCHEMA_VERSION, CustomerRecord, RunRecord, _check
+from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
+
+#: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
+STALE_AFTER_S: Final = 60.0
+_STATUSES: Final = {str(status): status for status in Status}
+#: Claims may be taken over from rows in these states (never from settled ones).
+_CLAIMABLE: Final = ("in_flight", "retryable", "rejected", "invalid")
+
+#: SQLite's migrations in PostgreSQL's words: one schema, two dialects.
+_DIALECT: Final = (
+    (re.compile(r"\bREAL\b"), "DOUBLE PRECISION"),
+    (
+        re.compile(r"\bid INTEGER PRIMARY KEY\b"),
+        "id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    ),
+)
+
+
+def postgres_ddl(sqlite_ddl: str) -> str:
+    """A migration of SQLite's ledger as PostgreSQL runs it.
+
+    >>> postgres_ddl("CREATE TABLE t (at REAL NOT NULL)")
+    'CREATE TABLE t (at DOUBLE PRECISION NOT NULL)'
+    """
+    for pattern, replacement in _DIALECT:
+        sqlite_ddl = pattern.sub(replacement, sqlite_ddl)
+    return sqlite_ddl
+
+
+#: Forward migrations: index i upgrades a ledger from version i to i + 1.
+MIGRATIONS: Final = tuple(postgres_ddl(script) for script in SQLITE_MIGRATIONS)
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+#: Migrations of concurrent runs wait for each other on this advisory lock.
+_MIGRATION_LOCK: Final = 0x706C61696E  # "plain"
+_DRIVER: Final = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether a `--ledger` value names a PostgreSQL database rather than a file."""
+    return _DRIVER.match(target) is not None
+
+
+def conninfo(url: str) -> str:
+    """libpq's form of a SQLAlchemy-style URL (`postgresql+psycopg://` becomes `postgresql://`).
+
+    >>> conninfo("postgresql+psycopg://u:p@127.0.0.1:5432/db")
+    'postgresql://u:p@127.0.0.1:5432/db'
+    """
+    return _DRIVER.sub("postgresql://", url, count=1)
+
+
+class PostgresLedger:
+    """A ledger in a PostgreSQL database. Open it with `PostgresLedger.open(url)`."""
+
+    def __init__(self, url: str, conn: psycopg.Connection[Any]) -> None:
+        self.path = mask_url(url)
+        self._conn = conn
+        self._seen_sources: dict[str, int] = {}
+        # As in SQLite's ledger: planning asks from a worker thread while the loop records.
+        self._mutex = threading.RLock()
+
+    @classmethod
+    def open(cls, url: str) -> PostgresLedger:
+        """Connect, creating and migrating the tables as needed."""
+        shown = mask_url(url)
+        try:
+            conn = psycopg.connect(conninfo(url), autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise LedgerError(f"cannot reach the ledger {shown}: {_reason(exc, url)}") from None
+        ledger = cls(url, conn)
+        try:
+            ledger._setup()
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
+
+    def _setup(self) -> None:
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            version = self._version(cur)
+            if version > SCHEMA_VERSION:
+                raise LedgerError(
+                    f"{self.path} was written by a newer plain-backfill (schema {version}, this "
+                    f"version knows {SCHEMA_VERSION}); upgrade plain-backfill"
+                )
+            for target in range(version, SCHEMA_VERSION):
+                for statement in _statements(MIGRATIONS[target]):
+                    cur.execute(statement.encode())
+                cur.execute("DELETE FROM schema_version")
+                cur.execute("INSERT INTO schema_version VALUES (%s)", (target + 1,))
+        with self._transaction() as cur:
+            cur.execute(
+                "CREATE TEMP TABLE seen (h BIGINT PRIMARY KEY, crc BIGINT NOT NULL,"
+                " source INTEGER NOT NULL, position TEXT NOT NULL)"
+            )
+            cur.execute("CREATE TEMP TABLE seen_customers (identifier TEXT PRIMARY KEY)")
+
+    @staticmethod
+    def _version(cur: psycopg.Cursor[Any]) -> int:
+        cur.execute("SELECT to_regclass('schema_version') IS NOT NULL")
+        row = cur.fetchone()
+        if row is None or not row[0]:
+            return 0
+        cur.execute("SELECT version FROM schema_version")
+        found = cur.fetchone()
+        return int(found[0]) if found else 0
+
+    @property
+    def schema_version(self) -> int:
+        with self._transaction() as cur:
+            return self._version(cur)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresLedger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- plumbing ----------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        """One atomic unit; a database failure becomes a LedgerError naming the ledger."""
+        with self._mutex:
+            try:
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    yield cur
+            except psycopg.Error as exc:
+                raise self._failed(exc) from None
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._transaction() as cur:
+            cur.execute(sql.encode(), params)
+            return cur.fetchall() if cur.description else []
+
+    def _failed(self, exc: psycopg.Error) -> LedgerError:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return LedgerError(f"the ledger {self.path} failed: {reason}; nothing more is sent")
+
+    # --- runs --------------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        rows = self._execute("SELECT value FROM meta WHERE key = %s", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        options: Mapping[str, Any],
+        mapping_hash: str,
+        id_rule: str,
+        id_format_version: int,
+    ) -> None:
+        """Record a new run, and end runs whose heartbeat stopped (their claims lapse)."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET state = 'crashed', ended_at = COALESCE(heartbeat_at, started_at)"
+                " WHERE state = 'running' AND COALESCE(heartbeat_at, started_at) < %s",
+                (now - STALE_AFTER_S,),
+            )
+            cur.execute(
+                "INSERT INTO runs (run_id, started_at, heartbeat_at, state, options, mapping_hash,"
+                " id_rule, id_format_version) VALUES (%s, %s, %s, 'running', %s, %s, %s, %s)",
+                (run_id, now, now, json.dumps(options), mapping_hash, id_rule, id_format_version),
+            )
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        state: str,
+        exit_code: int,
+        counts: Mapping[str, Any],
+        workspace_id: str,
+    ) -> None:
+        self._execute(
+            "UPDATE runs SET ended_at = %s, state = %s, exit_code = %s, counts = %s,"
+            " workspace_id = %s WHERE run_id = %s",
+            (time.time(), state, exit_code, json.dumps(counts), workspace_id or None, run_id),
+        )
+
+    def heartbeat(self, run_id: str) -> None:
+        """Keep this run alive, and its claims with it."""
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute("UPDATE runs SET heartbeat_at = %s WHERE run_id = %s", (now, run_id))
+            cur.execute(
+                "UPDATE events SET claimed_until = %s WHERE claimed_by = %s",
+                (now + STALE_AFTER_S, run_id),
+            )
+
+    def runs(self) -> list[RunRecord]:
+        rows = self._execute(
+            "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
+            "ORDER BY started_at"
+        )
+        return [RunRecord(*row) for row in rows]
+
+    # --- planning ----------------------------------------------------------------
+
+    def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]:
+        """What the ledger holds for these ids: one statement for them all."""
+        rows = self._execute(
+            "SELECT external_id, status, payload_hash, mapping_hash,"
+            " COALESCE(delivered_by, run_id), source, position, COALESCE(plain_event_id, ''),"
+            " COALESCE(code, ''), COALESCE(message, ''), attempts,"
+            " COALESCE(event_timestamp, '') FROM events WHERE external_id = ANY(%s)",
+            (list(external_ids),),
+        )
+        status = _STATUSES
+        return {row[0]: LedgerEntry(row[0], status[row[1]], *row[2:]) for row in rows}
+
+    def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+        """As `SqliteLedger.first_seen`: repeats within this run, from a temporary table."""
+        first: dict[str, tuple[str, str]] = {}
+        for ext_id, source, position in rows:
+            first.setdefault(ext_id, (source, position))
+        sources = self._seen_sources
+        keys = list(first)
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO seen SELECT * FROM unnest(%s::bigint[], %s::bigint[], %s::int[],"
+                " %s::text[]) ON CONFLICT DO NOTHING",
+                (
+                    [hash(k) for k in keys],
+                    [_check(k) for k in keys],
+                    [sources.setdefault(first[k][0], len(sources)) for k in keys],
+                    [first[k][1] for k in keys],
+                ),
+            )
+            inserted = cur.rowcount
+        if inserted < len(first):
+            names = list(sources)
+            by_hash = {hash(k): k for k in keys}
+            for h, check, source_index, position in self._execute(
+                "SELECT h, crc, source, position FROM seen WHERE h = ANY(%s)", (list(by_hash),)
+            ):
+                ext_id = by_hash[h]
+                if check == _check(ext_id):  # not another id with the same hash
+                    first[ext_id] = (names[source_index], position)
+        return {
+            ext_id: first[ext_id]
+            for ext_id, source, position in rows
+            if first[ext_id] != (source, position)
+        }
+
+    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
+        """Rows that never became an event: invalid ones and duplicates in the source."""
+        if not issues:
+            return
+        now = time.time()
+        with self._transaction() as cur:
+            cur.executemany(
+                "INSERT INTO row_issues (run_id, source, position, status, external_id,"
+                " column_name, code, message, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id, source, position) DO UPDATE SET status = excluded.status,"
+                " external_id = excluded.external_id, column_name = excluded.column_name,"
+                " code = excluded.code, message = excluded.message,"
+                " created_at = excluded.created_at",
+                [
+                    (
+                        run_id,
+                        issue.source,
+                        issue.position,
+                        str(status),
+                        issue.external_id or None,
+                        issue.problem.column or None,
+                        issue.problem.code,
+                        issue.problem.message,
+                        now,
+                    )
+                    for issue, status in issues
+                ],
+            )
+
+    # --- sending -----------------------------------------------------------------
+
+    def mark_in_flight(
+        self, run_id: str, events: Sequence[Event], *, mapping_hash: str, claim_s: float
+    ) -> set[str]:
+        """Claim these events for this run as `in_flight`; return the ids it got.
+
+        An event is left out when another live run holds it, or when another run settled
+        it since it was planned: that run sends it (or did), this one must not.
+        """
+        if not events:
+            return set()
+        now = time.time()
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO events AS e (external_id, status, kind, source, position,"
+                " event_timestamp, payload_hash, mapping_hash, run_id, claimed_by,"
+                " claimed_until, created_at, updated_at, sent_at)"
+                " SELECT i, 'in_flight', k, s, p, t, ph, %s, %s, %s, %s, %s, %s, %s"
+                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+                " %s::text[]) AS n(i, k, s, p, t, ph)"
+                " ON CONFLICT (external_id) DO UPDATE SET status = 'in_flight',"
+                " source = excluded.source, position = excluded.position,"
+                " event_timestamp = excluded.event_timestamp,"
+                " payload_hash = excluded.payload_hash, mapping_hash = excluded.mapping_hash,"
+                " run_id = excluded.run_id, claimed_by = excluded.claimed_by,"
+                " claimed_until = excluded.claimed_until, updated_at = excluded.updated_at,"
+                " sent_at = excluded.sent_at"
+                " WHERE e.status = ANY(%s) AND (e.claimed_by IS NULL OR e.claimed_by = %s"
+                " OR e.claimed_until < %s"
+                " OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.claimed_by"
+                " AND r.state = 'running'))"
+                " RETURNING external_id",
+                (
+                    mapping_hash,
+                    run_id,
+                    run_id,
+                    now + claim_s,
+                    now,
+                    now,
+                    now,
+                    [e.external_id for e in events],
+                    [str(e.kind) for e in events],
+                    [e.source for e in events],
+                    [e.position for e in events],
+                    [e.timestamp for e in events],
+                    [e.payload_hash for e in events],
+                    list(_CLAIMABLE),
+                    run_id,
+                    now,
+                ),
+            )
+            return {row[0] for row in cur.fetchall()}
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[tuple[Event, Outcome]],
+        attempts: Sequence[Attempt],
+    ) -> None:
+        """Record final answers and every attempt, in one transaction."""
+        now = time.time()
+        with self._transaction() as cur:
+            if attempts:
+                cur.executemany(
+                    "INSERT INTO attempts (run_id, external_id, attempt, outcome, http_status,"
+                    " code, message, sent_at, answered_at, latency_ms)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            run_id,
+                            a.external_id,
+                            a.attempt,
+                            a.outcome,
+                            a.http_status,
+                            a.code or None,
+                            a.message or None,
+                            a.sent_at,
+                            a.answered_at,
+                            a.latency_ms,
+                        )
+                        for a in attempts
+                    ],
+                )
+            if outcomes:
+                cur.executemany(
+                    "UPDATE events SET status = %s,"
+                    " plain_event_id = COALESCE(%s, plain_event_id),"
+                    " plain_customer_id = COALESCE(%s, plain_customer_id),"
+                    " attempts = attempts + %s, code = %s, message = %s,"
+                    " delivered_by = CASE WHEN %s THEN %s ELSE delivered_by END,"
+                    " claimed_by = NULL, claimed_until = NULL, updated_at = %s, sent_at = %s,"
+                    " answered_at = %s, latency_ms = %s WHERE external_id = %s",
+                    [
+                        (
+                            str(o.status),
+                            o.plain_event_id or None,
+                            o.plain_customer_id or None,
+                            o.attempts,
+                            o.code or None,
+                            o.message or None,
+                            o.status in (Status.DELIVERED, Status.ALREADY_EXISTED),
+                            run_id,
+                            now,
+                            o.sent_at or None,
+                            o.answered_at or None,
+                            o.latency_ms or None,
+                            e.external_id,
+                        )
+                        for e, o in outcomes
+                    ],
+                )
+
+    def customers(self, identifiers: Iterable[str]) -> dict[str, CustomerRecord]:
+        """Upsert outcomes recorded for these customers (`emailAddress:ada@x.example`...)."""
+        rows = self._execute(
+            "SELECT identifier, status, COALESCE(plain_customer_id, ''), COALESCE(code, ''),"
+            " COALESCE(message, '') FROM customers WHERE identifier = ANY(%s)",
+            (list(identifiers),),
+        )
+        return {row[0]: CustomerRecord(row[0], Status(row[1]), *row[2:]) for row in rows}
+
+    def first_customer_sighting(self, identifier: str) -> bool:
+        """Whether this run meets the customer for the first time (a temp table, like `seen`)."""
+        with self._transaction() as cur:
+            cur.execute(
+                "INSERT INTO seen_customers VALUES (%s) ON CONFLICT DO NOTHING", (identifier,)
+            )
+            return cur.rowcount == 1
+
+    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
+        """Record one customer's upsert outcome (one row per customer, the latest wins)."""
+        self._execute(
+            "INSERT INTO customers (identifier, status, plain_customer_id, result, code,"
+            " message, run_id, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (identifier) DO UPDATE SET status = excluded.status,"
+            " plain_customer_id = excluded.plain_customer_id, result = excluded.result,"
+            " code = excluded.code, message = excluded.message, run_id = excluded.run_id,"
+            " updated_at = excluded.updated_at",
+            (
+                record.identifier,
+                str(record.status),
+                record.plain_customer_id or None,
+                result or None,
+                record.code or None,
+                record.message or None,
+                run_id,
+                time.time(),
+            ),
+        )
+
+    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None:
+        """Attempts that belong to no event (a customer upsert's requests)."""
+        self.record_outcomes(run_id, [], attempts)
+
+    def release(self, events: Sequence[Event]) -> None:
+        """Drop this run's claim on events it will not send after all (the run stopped)."""
+        self._execute(
+            "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ANY(%s)",
+            ([e.external_id for e in events],),
+        )
+
+    # --- reading -----------------------------------------------------------------
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._execute("SELECT status, COUNT(*) FROM events GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    def event(self, external_id: str) -> dict[str, Any] | None:
+        with self._transaction() as cur:
+            cur.execute("SELECT * FROM events WHERE external_id = %s", (external_id,))
+            row = cur.fetchone()
+            names = [d.name for d in cur.description or ()]
+        return dict(zip(names, row, strict=True)) if row is not None else None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only access for reports and tests (`%s` placeholders)."""
+        return self._execute(sql, params)
+
+
+def _reason(exc: psycopg.Error, url: str) -> str:
+    """The first line of the driver's message, with the URL's password masked."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    password = psycopg.conninfo.conninfo_to_dict(conninfo(url)).get("password")
+    return text.replace(str(password), "***") if password else text
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

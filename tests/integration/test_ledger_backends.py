@@ -1,0 +1,152 @@
+"""One ledger suite, run against SQLite and against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from backfill.errors import LedgerError
+from backfill.ledger import SCHEMA_VERSION, CustomerRecord, SqliteLedger
+from backfill.ledger_pg import PostgresLedger, conninfo, is_postgres_url
+from backfill.models import Attempt, Invalid, Outcome, RowProblem, Status
+from tests.integration.test_ledger import event
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "ledger.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+def open_ledger(target: str):
+    return PostgresLedger.open(target) if is_postgres_url(target) else SqliteLedger.open(target)
+
+
+@pytest.fixture
+def ledger(target):
+    opened = open_ledger(target)
+    opened.start_run("run-1", options={}, mapping_hash="m1", id_rule="rule", id_format_version=1)
+    yield opened
+    opened.close()
+
+
+def outcome(status, attempts=1, **given):
+    return Outcome(status, attempts, sent_at=1.0, answered_at=1.5, **given)
+
+
+def test_a_new_ledger_is_at_the_current_schema_and_reopening_keeps_it(ledger, target):
+    assert ledger.schema_version == SCHEMA_VERSION
+    ledger.set_meta("id_rule", "keys")
+    ledger.close()
+    with open_ledger(target) as again:
+        assert again.schema_version == SCHEMA_VERSION
+        assert again.meta("id_rule") == "keys" and again.meta("other") is None
+        assert [r.run_id for r in again.runs()] == ["run-1"]
+
+
+def test_events_go_in_flight_then_settle_and_lookups_see_them(ledger):
+    ledger.mark_in_flight("run-1", [event("a"), event("b", "3")], mapping_hash="m1", claim_s=60)
+    assert ledger.status_counts() == {"in_flight": 2}
+    attempt = Attempt("a", 1, "delivered", 1.0, 1.5, 200)
+    ledger.record_outcomes(
+        "run-1",
+        [
+            (event("a"), outcome(Status.DELIVERED, plain_event_id="tev_1", attempts=1)),
+            (event("b", "3"), outcome(Status.REJECTED, code="not_found", message="no customer")),
+        ],
+        [attempt],
+    )
+    entries = ledger.lookup(["a", "b", "missing"])
+    assert set(entries) == {"a", "b"}
+    assert entries["a"].status == Status.DELIVERED and entries["a"].plain_event_id == "tev_1"
+    assert entries["a"].run_id == "run-1" and entries["a"].attempts == 1
+    assert entries["b"].status == Status.REJECTED and entries["b"].code == "not_found"
+    assert entries["b"].position == "3" and entries["b"].payload_hash == "p-b"
+    assert ledger.status_counts() == {"delivered": 1, "rejected": 1}
+    row = ledger.event("a")
+    assert row is not None and row["claimed_by"] is None and row["delivered_by"] == "run-1"
+    assert ledger.event("missing") is None
+
+
+def test_first_seen_reports_repeats_within_and_across_chunks(ledger):
+    assert ledger.first_seen([("x", "f", "2"), ("y", "f", "3"), ("x", "f", "4")]) == {
+        "x": ("f", "2")
+    }
+    assert ledger.first_seen([("y", "g", "9"), ("z", "f", "10")]) == {"y": ("f", "3")}
+
+
+def test_issues_and_customers_are_kept_the_latest_winning(ledger):
+    problem = RowProblem("bad_timestamp", "not a time", "occurred_at")
+    ledger.record_issues("run-1", [(Invalid("in.csv", "7", problem, "x"), Status.INVALID)])
+    ledger.record_issues("run-1", [(Invalid("in.csv", "7", problem, "x"), Status.INVALID)])
+    assert ledger.query("SELECT COUNT(*) FROM row_issues") == [(1,)]
+    record = CustomerRecord("emailAddress:a@x.example", Status.REJECTED, code="forbidden")
+    ledger.record_customer("run-1", record, "failed")
+    ledger.record_customer(
+        "run-1", CustomerRecord(record.identifier, Status.DELIVERED, "c_1"), "created"
+    )
+    found = ledger.customers([record.identifier, "emailAddress:b@x.example"])
+    assert found == {record.identifier: CustomerRecord(record.identifier, Status.DELIVERED, "c_1")}
+    assert ledger.first_customer_sighting(record.identifier)
+    assert not ledger.first_customer_sighting(record.identifier)
+
+
+def test_a_crashed_runs_claims_are_taken_over_by_the_next_run(target):
+    first = open_ledger(target)
+    first.start_run("run-1", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+    first.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)
+    first.end_run("run-1", state="crashed", exit_code=137, counts={}, workspace_id="")
+    first.close()
+    with open_ledger(target) as second:
+        second.start_run("run-2", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        claimed = second.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60)
+        assert claimed == {"a"}
+        row = second.event("a")
+        assert row is not None and row["claimed_by"] == "run-2"
+
+
+# --- PostgreSQL only: several processes share one ledger ------------------------------
+
+
+def test_rows_a_live_run_holds_are_not_claimed_by_another(pg_url):
+    with PostgresLedger.open(pg_url) as one, PostgresLedger.open(pg_url) as two:
+        one.start_run("run-1", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        two.start_run("run-2", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        got = one.mark_in_flight("run-1", [event("a"), event("b")], mapping_hash="m", claim_s=60)
+        assert got == {"a", "b"}
+        # run-2 planned a, b and c before run-1 claimed them: it gets only c.
+        events = [event("a"), event("b"), event("c")]
+        assert two.mark_in_flight("run-2", events, mapping_hash="m", claim_s=60) == {"c"}
+        one.record_outcomes("run-1", [(event("a"), outcome(Status.DELIVERED))], [])
+        # Settled by run-1: never claimed again, by anyone.
+        assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == set()
+        # run-1 ends without sending b: its claim lapses with it.
+        one.end_run("run-1", state="stopped", exit_code=130, counts={}, workspace_id="")
+        assert two.mark_in_flight("run-2", [event("b")], mapping_hash="m", claim_s=60) == {"b"}
+        assert two.status_counts() == {"delivered": 1, "in_flight": 2}
+
+
+def test_a_claim_whose_heartbeat_lapsed_is_taken_over(pg_url):
+    with PostgresLedger.open(pg_url) as one, PostgresLedger.open(pg_url) as two:
+        one.start_run("run-1", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        two.start_run("run-2", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        one.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=-1)
+        assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == {"a"}
+
+
+def test_an_unreachable_database_is_a_ledger_error_without_the_password():
+    url = "postgresql+psycopg://backfill:s3cret-pw@127.0.0.1:9/ledger"
+    with pytest.raises(LedgerError) as raised:
+        PostgresLedger.open(url)
+    assert "s3cret-pw" not in str(raised.value) and "127.0.0.1:9" in str(raised.value)
+
+
+def test_a_connection_lost_mid_run_is_a_ledger_error(pg_url):
+    with PostgresLedger.open(pg_url) as ledger:
+        ledger.start_run("run-1", options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+        pid = ledger.query("SELECT pg_backend_pid()")[0][0]
+        with psycopg.connect(conninfo(pg_url), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(LedgerError, match="failed"):
+            ledger.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)

@@ -1,0 +1,222 @@
+"""`--source-sql` against a real PostgreSQL: the same ids and variables as the table's CSV
+export, a run end to end with parameters, and clear failures that send nothing."""
+
+from __future__ import annotations
+
+import csv
+import random
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from backfill.config import SqlSource
+from backfill.mapper import compile_mapper, event_id, map_row
+from backfill.mapping import load_mapping
+from backfill.models import Event
+from backfill.readers import sql
+from backfill.readers.csv import read_rows
+from tests.conftest import MAPPING, SAMPLE, clean_env, cli, libpq
+from tests.integration.test_formats import MAPPING as ORDERS_MAPPING
+from tests.integration.test_formats import text
+
+ROWS = 100_000
+ORDERS_TABLE = """
+CREATE TABLE orders (
+    order_id bigint PRIMARY KEY,
+    occurred_at timestamptz NOT NULL,
+    email text NOT NULL,
+    kind text NOT NULL,
+    amount numeric(12, 2) NOT NULL,
+    quantity integer,
+    paid boolean NOT NULL,
+    note text
+)
+"""
+ACTIVITY_COLUMNS = (
+    "event_id occurred_at customer_email customer_name event_type plan amount currency url "
+    "description actor"
+).split()
+
+
+def orders(n: int) -> list[dict]:
+    rand = random.Random(11)
+    start = datetime(2023, 1, 1, tzinfo=UTC)
+    return [
+        {
+            "order_id": 10_000_000_000 + i,
+            "occurred_at": start + timedelta(seconds=rand.randrange(10**8), microseconds=i % 7),
+            "email": f"buyer{i % 50}@example.com",
+            "kind": rand.choice(["order_placed", "order_refunded"]),
+            "amount": Decimal(rand.randrange(1, 10**6)).scaleb(-2),
+            "quantity": None if i % 7 == 0 else rand.randrange(1, 9),
+            "paid": i % 3 != 0,
+            "note": None if i % 5 == 0 else f'note «{i}», "quoted"',
+        }
+        for i in range(n)
+    ]
+
+
+def copy_csv(url: str, ddl: str, table: str, path: Path) -> None:
+    """Create `table` and COPY the CSV file into it (empty unquoted fields are NULL)."""
+    with psycopg.connect(libpq(make_url(url))) as conn:
+        conn.execute(ddl)
+        with (
+            conn.cursor().copy(f"COPY {table} FROM STDIN (FORMAT csv, HEADER true)") as copy,
+            open(path, "rb") as fh,
+        ):
+            while block := fh.read(1 << 20):
+                copy.write(block)
+
+
+def mapped(rows, mapping: str) -> list[tuple[str, dict]]:
+    mapper = compile_mapper(load_mapping(mapping))
+    out = []
+    for row in rows:
+        ident = event_id(mapper, row)
+        assert isinstance(ident, str), (row.position, ident)
+        event = map_row(mapper, row, ident)
+        assert isinstance(event, Event), event
+        out.append((ident, dict(event.input)))
+    return out
+
+
+def test_a_table_reads_as_its_csv_export_does(pg_url, tmp_path):
+    records = orders(ROWS)
+    export = tmp_path / "orders.csv"
+    with open(export, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(list(records[0]))
+        writer.writerows([text(value) for value in r.values()] for r in records)
+    copy_csv(pg_url, ORDERS_TABLE, "orders", export)
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(ORDERS_MAPPING, encoding="utf-8")
+
+    source = SqlSource("SELECT * FROM orders ORDER BY order_id", pg_url)
+    assert sql.read_header(source) == list(records[0])
+    chunks = list(sql.read_chunks(source, key_columns=["order_id", "occurred_at"], chunk_rows=5000))
+    assert {len(chunk) for chunk in chunks} == {5000}
+    rows = [row for chunk in chunks for row in chunk]
+    first = rows[0]
+    assert first.source == make_url(pg_url).render_as_string()
+    assert first.position == f"order_id=10000000000,occurred_at={text(records[0]['occurred_at'])}"
+    from_sql = mapped(rows, str(mapping))
+    from_csv = mapped(read_rows(str(export)), str(mapping))
+    assert len(from_sql) == ROWS
+    assert from_sql == from_csv
+
+
+@pytest.fixture
+def activity(pg_url) -> str:
+    """The sample activity as a PostgreSQL table of text columns."""
+    ddl = "CREATE TABLE activity (" + ", ".join(f"{c} text" for c in ACTIVITY_COLUMNS) + ")"
+    copy_csv(pg_url, ddl, "activity", Path(SAMPLE))
+    return pg_url
+
+
+def sql_run(fake, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "run",
+        "--mapping",
+        MAPPING,
+        "--api-url",
+        fake.url,
+        "--ledger",
+        str(tmp_path / "ledger.sqlite"),
+        "--results-dir",
+        str(tmp_path / "results"),
+        "--rate",
+        "2000/s",
+        "--concurrency",
+        "8",
+        *extra,
+    ]
+
+
+QUERY = "SELECT * FROM activity WHERE event_type = :kind AND occurred_at >= :since"
+
+
+def test_a_run_over_a_query_with_parameters_sends_its_rows_once(
+    activity, fake_plain, tmp_path, monkeypatch
+):
+    mapper = compile_mapper(load_mapping(MAPPING))
+    expected = {
+        event_id(mapper, row)
+        for row in read_rows(SAMPLE)
+        if row.values["event_type"] == "plan_upgraded" and row.values["occurred_at"] >= "2023-06"
+    }
+    assert 10 < len(expected) < 2400
+    query = tmp_path / "upgrades.sql"
+    query.write_text(QUERY, encoding="utf-8")
+    args = ["--source-sql", f"@{query}", "--source-url", activity]
+    args += ["--param", "kind=plan_upgraded", "--param", "since=2023-06"]
+    env = {"PLAIN_API_KEY": "test-key"}
+    checked = cli("validate", "--mapping", MAPPING, *args, "--results-dir", str(tmp_path / "v"))
+    assert checked.returncode == 0, checked.stderr
+    assert f"rows read          {len(expected)}" in checked.stdout
+
+    first = cli(*sql_run(fake_plain, tmp_path, *args), env=clean_env(**env))
+    assert first.returncode == 0, first.stderr
+    stats = fake_plain.stats()
+    assert set(stats.creations) == expected
+    assert set(stats.creations.values()) == {1}
+    results = (tmp_path / "results").glob("*/results.csv")
+    with open(next(results), encoding="utf-8") as fh:
+        positions = {row["position"] for row in csv.DictReader(fh)}
+    assert len(positions) == len(expected)
+    assert all(p.startswith("event_id=") for p in positions)
+
+    again = cli(*sql_run(fake_plain, tmp_path, *args), env=clean_env(**env))
+    assert again.returncode == 0, again.stderr
+    assert "requests           0" in again.stdout
+    assert fake_plain.stats().creations == stats.creations
+
+
+def test_the_source_is_files_or_a_query(activity, fake_plain, tmp_path):
+    args = ["--source-sql", "SELECT * FROM activity", "--source-url", activity, SAMPLE]
+    result = cli(*sql_run(fake_plain, tmp_path, *args))
+    assert result.returncode == 2
+    assert "either source files or --source-sql" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "url", "said"),
+    [
+        pytest.param("SELEC * FROM activity", None, "syntax error", id="syntax-error"),
+        pytest.param(
+            "SELECT event_id, occurred_at FROM activity",
+            None,
+            "unknown column 'customer_email'",
+            id="missing-column",
+        ),
+        pytest.param(
+            "SELECT * FROM activity",
+            "postgresql+psycopg://someone:s3cret-canary@127.0.0.1:1/db",
+            "cannot connect",
+            id="unreachable-port",
+        ),
+        pytest.param(
+            "SELECT * FROM activity",
+            "password:s3cret-canary",
+            'database "no_such_db" does not exist',
+            id="bad-database-with-password",
+        ),
+    ],
+)
+def test_a_bad_source_stops_before_sending(activity, fake_plain, tmp_path, query, url, said):
+    if url == "password:s3cret-canary":
+        url = (
+            make_url(activity)
+            .set(password="s3cret-canary", database="no_such_db")
+            .render_as_string(hide_password=False)
+        )
+    args = ["--source-sql", query, "--source-url", url or activity]
+    result = cli(*sql_run(fake_plain, tmp_path, *args), env=clean_env(PLAIN_API_KEY="test-key"))
+    assert result.returncode == 2, result.stderr
+    assert said in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "s3cret-canary" not in result.stdout + result.stderr
+    assert fake_plain.stats().creations == {}
