@@ -78,7 +78,8 @@ def cli(verbose: int) -> None:
 @_sql_options
 @click.option(
     "--ledger",
-    help="Ledger file [default: .backfill/<stem>.sqlite beside the mapping; env BACKFILL_LEDGER].",
+    help="Ledger: a SQLite file, or a PostgreSQL URL (postgresql+psycopg://...) [default:"
+    " .backfill/<stem>.sqlite beside the mapping; env BACKFILL_LEDGER].",
 )
 @click.option(
     "--results-dir", help="Where each run's folder of result files goes [default: results]."

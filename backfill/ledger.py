@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 
 from backfill.errors import LedgerBusy, LedgerError
 from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
@@ -657,6 +657,37 @@ class SqliteLedger:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Read-only access for reports and tests."""
         return self._execute(sql, params)
+
+
+if TYPE_CHECKING:
+    from backfill.ledger_pg import PostgresLedger
+
+    #: Either kind of ledger: they answer the same calls.
+    Ledger: TypeAlias = SqliteLedger | PostgresLedger
+
+
+def open_ledger(target: str, *, readonly: bool = False) -> Ledger:
+    """The ledger a `--ledger` value names: a SQLite file, or a PostgreSQL database URL.
+
+    `readonly` (dry runs, validate) reads it as it is and creates nothing.
+    """
+    from backfill.ledger_pg import is_postgres_url
+
+    if not is_postgres_url(target):
+        return SqliteLedger.open_readonly(target) if readonly else SqliteLedger.open(target)
+    try:
+        from backfill.ledger_pg import PostgresLedger
+    except ImportError as exc:
+        raise LedgerError(
+            f"a PostgreSQL ledger needs {exc.name}: pip install 'plain-backfill[sql]'"
+        ) from None
+    if readonly:
+        ledger = PostgresLedger.open(target, migrate=False)
+        if ledger.schema_version == 0:  # nothing recorded yet: it reads as empty
+            ledger.close()
+            return SqliteLedger.scratch(label=ledger.path)
+        return ledger
+    return PostgresLedger.open(target)
 
 
 def _check(external_id: str) -> int:

@@ -79,14 +79,15 @@ class PostgresLedger:
 
     def __init__(self, url: str, conn: psycopg.Connection[Any]) -> None:
         self.path = mask_url(url)
+        self._url = url
         self._conn = conn
         self._seen_sources: dict[str, int] = {}
         # As in SQLite's ledger: planning asks from a worker thread while the loop records.
         self._mutex = threading.RLock()
 
     @classmethod
-    def open(cls, url: str) -> PostgresLedger:
-        """Connect, creating and migrating the tables as needed."""
+    def open(cls, url: str, *, migrate: bool = True) -> PostgresLedger:
+        """Connect, creating and migrating the tables as needed (unless `migrate` is off)."""
         shown = mask_url(url)
         try:
             conn = psycopg.connect(conninfo(url), autocommit=True, connect_timeout=10)
@@ -94,22 +95,23 @@ class PostgresLedger:
             raise LedgerError(f"cannot reach the ledger {shown}: {_reason(exc, url)}") from None
         ledger = cls(url, conn)
         try:
-            ledger._setup()
+            ledger._setup(migrate=migrate)
         except BaseException:
             conn.close()
             raise
         return ledger
 
-    def _setup(self) -> None:
+    def _setup(self, *, migrate: bool) -> None:
         with self._transaction() as cur:
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            if migrate:
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             version = self._version(cur)
             if version > SCHEMA_VERSION:
                 raise LedgerError(
                     f"{self.path} was written by a newer plain-backfill (schema {version}, this "
                     f"version knows {SCHEMA_VERSION}); upgrade plain-backfill"
                 )
-            for target in range(version, SCHEMA_VERSION):
+            for target in range(version, SCHEMA_VERSION if migrate else version):
                 for statement in _statements(MIGRATIONS[target]):
                     cur.execute(statement.encode())
                 cur.execute("DELETE FROM schema_version")
@@ -211,11 +213,28 @@ class PostgresLedger:
         counts: Mapping[str, Any],
         workspace_id: str,
     ) -> None:
-        self._execute(
-            "UPDATE runs SET ended_at = %s, state = %s, exit_code = %s, counts = %s,"
-            " workspace_id = %s WHERE run_id = %s",
-            (time.time(), state, exit_code, json.dumps(counts), workspace_id or None, run_id),
-        )
+        """Record the run's end and drop its claims, so that the next run takes them at once.
+
+        When the connection was lost (the likely reason a run ends early) a new one is
+        made for this, so the run is not left looking alive.
+        """
+        if self._conn.broken or self._conn.closed:
+            try:
+                self._conn = psycopg.connect(
+                    conninfo(self._url), autocommit=True, connect_timeout=10
+                )
+            except psycopg.Error as exc:
+                raise self._failed(exc) from None
+        with self._transaction() as cur:
+            cur.execute(
+                "UPDATE runs SET ended_at = %s, state = %s, exit_code = %s, counts = %s,"
+                " workspace_id = %s WHERE run_id = %s",
+                (time.time(), state, exit_code, json.dumps(counts), workspace_id or None, run_id),
+            )
+            cur.execute(
+                "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s",
+                (run_id,),
+            )
 
     def heartbeat(self, run_id: str) -> None:
         """Keep this run alive, and its claims with it."""

@@ -18,7 +18,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
@@ -36,12 +36,13 @@ from backfill.errors import (
     AuthError,
     BackfillError,
     ConfigError,
+    LedgerBusy,
     LedgerError,
     MappingError,
     Transient,
 )
 from backfill.ids import ID_FORMAT_VERSION
-from backfill.ledger import CustomerRecord, SqliteLedger
+from backfill.ledger import CustomerRecord, SqliteLedger, open_ledger
 from backfill.mapper import Mapper, compile_mapper, event_id, event_ids, map_row
 from backfill.mapping import MappingSpec, check_columns, load_mapping
 from backfill.models import (
@@ -72,6 +73,9 @@ from backfill.readers.files import kind_of
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
 from backfill.sender import Sender, SendOptions, Sent
 
+if TYPE_CHECKING:
+    from backfill.ledger import Ledger
+
 log = logging.getLogger(__name__)
 
 EXIT_OK: Final = 0
@@ -84,6 +88,9 @@ EXIT_SIGNALS: Final = {signal.SIGINT: 130, signal.SIGTERM: 143}
 #: How long in-flight requests may finish after a stop signal before they are left `in_flight`.
 STOP_GRACE_S: Final = 10.0
 HEARTBEAT_S: Final = 10.0
+#: How long a run waits for rows another live run holds, and how often it looks.
+HELD_WAIT_S: Final = 30.0
+HELD_POLL_S: Final = 1.0
 #: Chunks read (and looked up in the ledger) ahead of the one being planned.
 LOOKAHEAD_CHUNKS: Final = 3
 #: With several events per request: how long a sender waits to fill a request.
@@ -160,7 +167,7 @@ async def arun(
         _check_upsert(spec)
     ledger_path = settings.ledger or default_ledger(settings.mapping)
     # A dry run reads the ledger as it is and never creates or changes it.
-    ledger = SqliteLedger.open_readonly(ledger_path) if dry_run else SqliteLedger.open(ledger_path)
+    ledger = open_ledger(ledger_path, readonly=dry_run)
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change, record=not dry_run)
         run_id = new_run_id()
@@ -176,7 +183,7 @@ async def arun(
                 id_format_version=ID_FORMAT_VERSION,
             )
         what = "dry run (nothing is sent or recorded)" if dry_run else "run"
-        say(f"{what} {run_id}: ledger {ledger_path}, results {folder}")
+        say(f"{what} {run_id}: ledger {ledger.path}, results {folder}")
         return await job.execute(handle_signals=handle_signals)
     finally:
         ledger.close()
@@ -227,7 +234,7 @@ def _check_upsert(spec: MappingSpec) -> None:
 
 
 def _check_id_rule(
-    ledger: SqliteLedger, spec: MappingSpec, *, allow_change: bool, record: bool = True
+    ledger: Ledger, spec: MappingSpec, *, allow_change: bool, record: bool = True
 ) -> None:
     rule = f"{ID_FORMAT_VERSION}:{spec.id_rule}"
     known = ledger.meta("id_rule")
@@ -287,7 +294,7 @@ class _Job:
         self,
         settings: Settings,
         prepared: _Prepared,
-        ledger: SqliteLedger,
+        ledger: Ledger,
         run_id: str,
         folder: Path,
         notice: NoticeCallback,
@@ -323,6 +330,7 @@ class _Job:
         self._signalled = False
         #: Rows settled by earlier runs (and of those, the rejected), for --max-failures.
         self._earlier = self._failed_earlier = 0
+        self._held: list[Event] = []  # rows another live run held when this one came to send
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -338,6 +346,7 @@ class _Job:
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
             await self._run_tasks(queue)
+            await self._settle_held()
         finally:
             heartbeat.cancel()
             for signum in installed:
@@ -346,6 +355,57 @@ class _Job:
                 await self.sender.aclose()
             self.results.close()
         return self._summarise()
+
+    async def _settle_held(self) -> None:
+        """Rows another live run held when this one came to send them: report what it did.
+
+        The other run is given `HELD_WAIT_S` to settle them; rows it still holds then end
+        this run with exit 6, to be sent by a later run if the other leaves them.
+        """
+        if not self._held:
+            return
+        held = {event.external_id: event for event in self._held}
+        deadline = time.monotonic() + HELD_WAIT_S
+        entries = self.ledger.lookup(held)
+        while (
+            any(entry.status == Status.IN_FLIGHT for entry in entries.values())
+            and time.monotonic() < deadline
+            and not self.stop.is_set
+        ):
+            await asyncio.sleep(HELD_POLL_S)
+            entries = self.ledger.lookup(held)
+        holders: set[str] = set()
+        for ext_id, event in held.items():
+            entry = entries.get(ext_id)
+            if entry is None:  # released unsent: a later run sends it
+                self._write_event(event, Outcome(Status.RETRYABLE, attempts=0), note="released")
+                continue
+            if entry.status == Status.IN_FLIGHT:
+                holders.add(entry.run_id)
+            note = f"held by run {entry.run_id} when this run came to send it"
+            self._write(
+                ResultRow(
+                    run_id=self.run_id,
+                    external_id=ext_id,
+                    status=str(entry.status),
+                    plain_event_id=entry.plain_event_id,
+                    source=event.source,
+                    position=event.position,
+                    code=entry.code,
+                    message=entry.message,
+                    note=note,
+                    event_timestamp=event.timestamp,
+                    attempts=entry.attempts,
+                ),
+                entry.status,
+            )
+        if holders:
+            self.stop.set(
+                f"{len(held)} rows were held by another live run ({', '.join(sorted(holders))}) "
+                f"and some still are after {HELD_WAIT_S:.0f} s; re-run later to send what it "
+                "leaves",
+                LedgerBusy.exit_code,
+            )
 
     # --- producing -----------------------------------------------------------------
 
@@ -540,12 +600,16 @@ class _Job:
                 outcome = await self._customer_ready(event)
                 if outcome is not None:
                     refused[event.external_id] = outcome
-            self.ledger.mark_in_flight(
+            claimed = self.ledger.mark_in_flight(
                 self.run_id,
                 batch,
                 mapping_hash=self.spec.hash,
                 claim_s=self.settings.timeout_s * 4,
             )
+            if len(claimed) < len(batch):
+                # Another live run holds these (or settled them since): they are its to send.
+                self._held += [e for e in batch if e.external_id not in claimed]
+                batch = [e for e in batch if e.external_id in claimed]
             state = "in_flight"
             sendable = [event for event in batch if event.external_id not in refused]
             for event in batch:
