@@ -6,7 +6,7 @@ import time
 
 import psycopg
 
-from backfill.fakeplain import FakePlain
+from backfill.fakeplain import FakePlain, Faults
 from backfill.ledger_pg import PostgresLedger, conninfo
 from tests.conftest import (
     MAPPING,
@@ -82,3 +82,32 @@ def test_a_lost_ledger_connection_stops_the_run_and_the_next_run_resumes_exactly
         stats = fake.stats()
     assert again.returncode == 0, again.stderr
     assert set(stats.creations) == sample_ids() and set(stats.creations.values()) == {1}
+
+
+def test_rows_a_live_run_still_holds_at_the_end_make_the_other_run_exit_6(pg_url, tmp_path):
+    with FakePlain(rate_limit=100_000) as slow, FakePlain(rate_limit=100_000) as fast:
+        holder = cli_popen(*args(slow.url, pg_url, str(tmp_path / "a"), "--rate", "50/s"), env=ENV)
+        deadline = time.monotonic() + 60
+        while len(slow.stats().creations) < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # From now on the holder's requests hang: the rows they carry stay claimed by it.
+        slow.faults = Faults(latency_ms=(120_000, 120_000))
+        time.sleep(0.5)
+        other = cli(*args(fast.url, pg_url, str(tmp_path / "b"), "--rate", "2000/s"), env=ENV)
+        holder.kill()
+        holder.communicate(timeout=30)
+        sent_by_other = set(fast.stats().creations)
+        sent_by_holder = set(slow.stats().creations)
+    assert other.returncode == 6, other.stderr
+    assert "held by another live run" in other.stdout + other.stderr
+    # Nothing was sent twice, and what is missing is what the holder still holds.
+    assert not sent_by_other & sent_by_holder
+    with PostgresLedger.open(pg_url) as ledger:
+        held = {
+            i for (i,) in ledger.query("SELECT external_id FROM events WHERE status = 'in_flight'")
+        }
+    assert held and held.isdisjoint(sent_by_other)
+    assert sent_by_other | sent_by_holder | held == sample_ids()
+    (results,) = (tmp_path / "b").glob("*/results.csv")
+    text = results.read_text(encoding="utf-8")
+    assert text.count("held by run") >= len(held)
