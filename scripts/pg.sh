@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A throwaway PostgreSQL on 127.0.0.1 for the tests (trust auth, its own temp folder).
+# A throwaway PostgreSQL on 127.0.0.1 for the tests (trust auth but for the role
+# `backfill_secret`, which needs its password; its own temp folder).
 #
 #   eval "$(bash scripts/pg.sh start)"   # sets BACKFILL_TEST_PG_URL and BACKFILL_TEST_PG_DIR
 #   bash scripts/pg.sh stop "$BACKFILL_TEST_PG_DIR"
@@ -64,6 +65,8 @@ start() {
     rm -rf "$dir"
     return 1
   }
+  # One role must give its password, so that tests can see a wrong one refused.
+  as_owner sed -i '1i host all backfill_secret 127.0.0.1/32 scram-sha-256' "$dir/data/pg_hba.conf"
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
     -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off" start >&2 || {
     cat "$dir/server.log" >&2

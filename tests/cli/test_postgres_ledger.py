@@ -111,3 +111,33 @@ def test_rows_a_live_run_still_holds_at_the_end_make_the_other_run_exit_6(pg_url
     (results,) = (tmp_path / "b").glob("*/results.csv")
     text = results.read_text(encoding="utf-8")
     assert text.count("held by run") >= len(held)
+
+
+def test_a_wrong_ledger_or_source_password_exits_2_without_showing_it(pg_url, tmp_path):
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(conninfo(pg_url), autocommit=True) as admin:
+        admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'backfill_secret')"
+            " THEN CREATE ROLE backfill_secret LOGIN PASSWORD 'the-right-one'; END IF; END $$"
+        )
+    url = make_url(pg_url).set(username="backfill_secret", password="wr0ng-pw-canary")
+    wrong = url.render_as_string(hide_password=False)
+    with FakePlain(rate_limit=100_000) as fake:
+        ledger = cli(*args(fake.url, wrong, str(tmp_path / "a")), env=ENV)
+        source = cli(
+            "validate",
+            "--mapping",
+            MAPPING,
+            "--source-sql",
+            "SELECT 1",
+            "--source-url",
+            wrong,
+            env=ENV,
+        )
+        requests = fake.stats().by_operation.get("createCustomerEvent", 0)
+    for done in (ledger, source):
+        assert done.returncode == 2, done.stderr
+        assert "wr0ng-pw-canary" not in done.stdout + done.stderr
+        assert "password authentication failed" in done.stderr
+    assert requests == 0

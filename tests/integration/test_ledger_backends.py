@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import psycopg
 import pytest
 
@@ -150,3 +152,27 @@ def test_a_connection_lost_mid_run_is_a_ledger_error(pg_url):
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
         with pytest.raises(LedgerError, match="failed"):
             ledger.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)
+
+
+def test_a_wrong_password_is_refused_and_never_shown(pg_url):
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(conninfo(pg_url), autocommit=True) as admin:
+        admin.execute(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'backfill_secret')"
+            " THEN CREATE ROLE backfill_secret LOGIN PASSWORD 'the-right-one'; END IF; END $$"
+        )
+    url = make_url(pg_url).set(username="backfill_secret", password="wr0ng-pw-canary")
+    wrong = url.render_as_string(hide_password=False)
+    try:
+        psycopg.connect(conninfo(wrong), connect_timeout=5).close()
+    except psycopg.OperationalError:
+        pass
+    else:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the test server accepted a wrong password: scripts/pg.sh sets this up")
+        pytest.skip("this server trusts every connection from 127.0.0.1")
+    with pytest.raises(LedgerError) as raised:
+        PostgresLedger.open(wrong)
+    assert "wr0ng-pw-canary" not in str(raised.value)
+    assert "password authentication failed" in str(raised.value)
