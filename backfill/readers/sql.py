@@ -59,7 +59,9 @@ def read_header(source: SqlSource) -> list[str]:
     `source.query` is the query itself (see `load_query` for `@file`).
     """
     with _connected(source) as conn, _failing_as_source(source, conn):
-        result = conn.execute(_statement(source))
+        # A server-side cursor: a plain one would fetch every row just to name the columns.
+        streaming = conn.execution_options(stream_results=True, yield_per=1)
+        result = streaming.execute(_statement(source))
         try:
             names = list(result.keys())
         finally:
@@ -98,8 +100,10 @@ def read_chunks(
                 chunk = []
                 for record in part:
                     taken += 1
+                    # Text is itself (most values are): only other types go through canonical.
                     values = {
-                        name: canonical(value) for name, value in zip(names, record, strict=True)
+                        name: value if value.__class__ is str else canonical(value)
+                        for name, value in zip(names, record, strict=True)
                     }
                     chunk.append(SourceRow(shown, _position(values, key_columns, taken), values))
                     if limit is not None and taken >= limit:

@@ -121,6 +121,14 @@ def _decimal(value: Decimal) -> str:
 
 
 def _datetime(value: dt.datetime) -> str:
+    if value.__class__ is dt.datetime:
+        # The common case, in C: isoformat writes these rules' digits and fraction.
+        try:
+            if value.utcoffset() is None:
+                return value.isoformat()
+            return value.astimezone(_UTC).replace(tzinfo=None).isoformat() + "Z"
+        except OverflowError:  # the first or last day of year 1 / 9999 in UTC
+            return value.isoformat()
     if value != value:  # pandas.NaT (a datetime subclass): not a time at all
         return ""
     aware = value.utcoffset() is not None
