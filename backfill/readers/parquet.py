@@ -152,18 +152,12 @@ def _open(path: str) -> Any:
 
 
 def _schema(path: str) -> Any:
-    if is_url(path):
-        with open_url(path) as remote:
-            try:
-                return pq.read_schema(remote)
-            except _UNREADABLE as exc:
-                raise SourceError(_unreadable(exc), file=display_name(path)) from None
-    if not os.path.exists(path):
-        raise SourceError("no such file", file=path)
+    """The file's Arrow schema, from its footer (opened as `_open` opens it)."""
+    parquet = _open(path)
     try:
-        return pq.read_schema(path)
-    except _UNREADABLE as exc:
-        raise SourceError(_unreadable(exc), file=path) from None
+        return parquet.schema_arrow
+    finally:
+        parquet.close()
 
 
 def _unreadable(exc: BaseException) -> str:
