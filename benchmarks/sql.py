@@ -182,6 +182,9 @@ def role_bare(url: str, table: str) -> None:
 
 def role_reader(url: str, table: str) -> None:
     """Role `_reader`: `backfill.readers.sql.read_chunks` over the query, rows counted."""
+    # Imported before the clock starts, as the bare cursor's psycopg is: start-up, not reading.
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
     from backfill.config import sql_source
     from backfill.mapping import load_mapping
     from backfill.readers.sql import read_chunks

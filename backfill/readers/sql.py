@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 from backfill.config import SqlSource
 from backfill.errors import ConfigError, SourceError
 from backfill.models import SourceRow
-from backfill.readers.values import canonical
+from backfill.readers.values import canonical_column
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -96,29 +96,41 @@ def read_chunks(
         result = streaming.execute(_statement(source))
         try:
             names = list(result.keys())
-            for part in result.partitions(chunk_rows):
-                chunk = []
-                for record in part:
-                    taken += 1
-                    # Text is itself (most values are): only other types go through canonical.
-                    values = {
-                        name: value if value.__class__ is str else canonical(value)
-                        for name, value in zip(names, record, strict=True)
-                    }
-                    chunk.append(SourceRow(shown, _position(values, key_columns, taken), values))
-                    if limit is not None and taken >= limit:
-                        break
-                yield chunk
+            keys = [names.index(column) if column in names else None for column in key_columns]
+            for records in result.partitions(chunk_rows):
+                if limit is not None:
+                    records = records[: limit - taken]
+                columns = [canonical_column(column) for column in zip(*records, strict=True)]
+                keyed = [None if i is None else columns[i] for i in keys]
+                positions = _positions(key_columns, keyed, taken, len(records))
+                taken += len(records)
+                yield [
+                    SourceRow(shown, position, dict(zip(names, values, strict=True)))
+                    for position, values in zip(positions, zip(*columns, strict=True), strict=True)
+                ]
                 if limit is not None and taken >= limit:
                     return
         finally:
             result.close()
 
 
-def _position(values: dict[str, str], key_columns: Sequence[str], number: int) -> str:
+def _positions(
+    key_columns: Sequence[str], keys: list[Sequence[str] | None], before: int, count: int
+) -> list[str]:
+    """Each row's position: its key columns' values, or its number when there are none.
+
+    A key column the query does not give (`keys` holds None for it) reads as empty.
+    """
     if not key_columns:
-        return f"row={number}"
-    return ",".join(f"{column}={values.get(column, '')}" for column in key_columns)
+        return [f"row={number}" for number in range(before + 1, before + count + 1)]
+    columns = [[""] * count if values is None else values for values in keys]
+    if len(columns) == 1:
+        prefix = f"{key_columns[0]}="
+        return [prefix + value for value in columns[0]]
+    return [
+        ",".join(f"{column}={value}" for column, value in zip(key_columns, row, strict=True))
+        for row in zip(*columns, strict=True)
+    ]
 
 
 def _statement(source: SqlSource) -> Any:

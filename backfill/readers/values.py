@@ -13,13 +13,14 @@ import base64
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["canonical"]
+__all__ = ["canonical", "canonical_column"]
 
 _UTC: Final = dt.UTC
+_ZERO: Final = dt.timedelta(0)
 
 
 def canonical(value: object) -> str:
@@ -102,6 +103,35 @@ def canonical(value: object) -> str:
     if isinstance(value, list | tuple | Mapping):
         return _json(value)
     return str(value)
+
+
+def canonical_column(values: Sequence[object]) -> Sequence[str]:
+    """`canonical` of each value, faster for a column whose values share one type.
+
+    A column of text is returned as it is; otherwise a new list:
+
+    >>> canonical_column(["a", None, "b"]), canonical_column([Decimal("1.50"), None])
+    (['a', '', 'b'], ['1.50', ''])
+    >>> canonical_column([dt.datetime(2023, 4, 8, 20, 9, 17, 5, tzinfo=dt.UTC)])
+    ['2023-04-08T20:09:17.000005Z']
+    """
+    kinds = set(map(type, values))
+    nulls = type(None) in kinds
+    kinds.discard(type(None))
+    if len(kinds) != 1:
+        return [canonical(value) for value in values]
+    kind = kinds.pop()
+    if kind is str:
+        return ["" if value is None else value for value in values] if nulls else values  # type: ignore[return-value,misc]
+    convert = _BY_TYPE.get(kind, canonical)
+    if kind is dt.datetime and not nulls:
+        if set(map(dt.datetime.utcoffset, values)) == {_ZERO}:  # type: ignore[arg-type]
+            # Aware UTC times, the common case of a timestamptz column: isoformat then
+            # only needs its "+00:00" written as "Z".
+            return [text[:-6] + "Z" for text in map(dt.datetime.isoformat, values)]  # type: ignore[arg-type]
+    if nulls:
+        return ["" if value is None else convert(value) for value in values]
+    return list(map(convert, values))
 
 
 def _float(value: float) -> str:
@@ -191,6 +221,17 @@ def _write_json(value: object, out: list[str]) -> None:
         out.append("}")
     else:
         out.append(_string(canonical(value)))
+
+
+_BY_TYPE: Final[dict[type, Callable[[Any], str]]] = {
+    bool: lambda value: "true" if value else "false",
+    int: int.__repr__,
+    float: _float,
+    Decimal: _decimal,
+    dt.datetime: _datetime,
+    dt.date: dt.date.isoformat,
+    dt.time: dt.time.isoformat,
+}
 
 
 def _string(text: str) -> str:

@@ -166,3 +166,35 @@ def test_floats_round_trip_without_an_exponent(value):
     assert math.copysign(1, float(text)) == math.copysign(1, value)
     # The shortest digits: no trailing zero after the point, no ".0".
     assert not text.endswith(".") and not ("." in text and text.endswith("0"))
+
+
+_ZONES = st.sampled_from([None, dt.UTC, BERLIN, dt.timezone(dt.timedelta(hours=-5, minutes=-30))])
+_SCALARS = st.one_of(
+    st.none(),
+    st.text(max_size=5),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.decimals(places=3),
+    st.datetimes(timezones=_ZONES),
+    st.dates(),
+)
+
+
+@given(st.lists(_SCALARS, max_size=8))
+def test_a_column_converts_as_each_value_does(column):
+    assert list(values.canonical_column(column)) == [canonical(v) for v in column]
+
+
+@given(st.sampled_from([str, int, Decimal, dt.datetime]), st.data())
+def test_a_column_of_one_type_converts_as_each_value_does(kind, data):
+    strategy = {
+        str: st.text(max_size=5),
+        int: st.integers(),
+        Decimal: st.decimals(places=2),
+        dt.datetime: st.datetimes(timezones=st.sampled_from([dt.UTC, BERLIN, None])),
+    }[kind]
+    column = data.draw(st.lists(st.one_of(st.none(), strategy) | strategy, max_size=20))
+    utc = data.draw(st.lists(st.datetimes(timezones=st.just(dt.UTC)), max_size=20))
+    assert list(values.canonical_column(column)) == [canonical(v) for v in column]
+    assert list(values.canonical_column(utc)) == [canonical(v) for v in utc]
