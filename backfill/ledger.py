@@ -136,7 +136,84 @@ class RunRecord:
     id_format_version: int
 
 
-class SqliteLedger:
+class LedgerBase:
+    """What both ledgers do with the same SQL: `?` placeholders, run by `_execute`.
+
+    A ledger kind gives `path`, `_execute`, `_execute_described` and `record_outcomes`.
+    """
+
+    path: str
+
+    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row `sql` gives."""
+        return self._execute_described(sql, params)[1]
+
+    def _execute_described(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and every row `sql` gives."""
+        raise NotImplementedError
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[tuple[Event, Outcome]],
+        attempts: Sequence[Attempt],
+    ) -> None:
+        raise NotImplementedError
+
+    def meta(self, key: str) -> str | None:
+        rows = self._execute("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def runs(self) -> list[RunRecord]:
+        rows = self._execute(
+            "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
+            "ORDER BY started_at"
+        )
+        return [RunRecord(*row) for row in rows]
+
+    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
+        """Record one customer's upsert outcome (one row per customer, the latest wins)."""
+        self._execute(
+            "INSERT INTO customers (identifier, status, plain_customer_id, result, code,"
+            " message, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (identifier) DO UPDATE SET status = excluded.status,"
+            " plain_customer_id = excluded.plain_customer_id, result = excluded.result,"
+            " code = excluded.code, message = excluded.message, run_id = excluded.run_id,"
+            " updated_at = excluded.updated_at",
+            (
+                record.identifier,
+                str(record.status),
+                record.plain_customer_id or None,
+                result or None,
+                record.code or None,
+                record.message or None,
+                run_id,
+                time.time(),
+            ),
+        )
+
+    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None:
+        """Attempts that belong to no event (a customer upsert's requests)."""
+        self.record_outcomes(run_id, [], attempts)
+
+    def status_counts(self) -> dict[str, int]:
+        rows = self._execute("SELECT status, COUNT(*) FROM events GROUP BY status")
+        return {str(status): int(n) for status, n in rows}
+
+    def event(self, external_id: str) -> dict[str, Any] | None:
+        names, rows = self._execute_described(
+            "SELECT * FROM events WHERE external_id = ?", (external_id,)
+        )
+        return dict(zip(names, rows[0], strict=True)) if rows else None
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Read-only access for reports and tests (`?` placeholders)."""
+        return self._execute(sql, params)
+
+
+class SqliteLedger(LedgerBase):
     """A ledger in one SQLite file. Open it with `SqliteLedger.open(path)`."""
 
     def __init__(self, path: str, conn: sqlite3.Connection, lock: IO[str] | None) -> None:
@@ -300,10 +377,6 @@ class SqliteLedger:
             except sqlite3.Error as exc:
                 raise self._failed(exc) from None
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Every row `sql` gives."""
-        return self._execute_described(sql, params)[1]
-
     def _execute_described(
         self, sql: str, params: Sequence[Any] = ()
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -330,10 +403,6 @@ class SqliteLedger:
         return LedgerError(f"the ledger {self.path} failed: {exc}; nothing more is sent")
 
     # --- runs --------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        rows = self._execute("SELECT value FROM meta WHERE key = ?", (key,))
-        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         with self._transaction() as cur:
@@ -393,13 +462,6 @@ class SqliteLedger:
     def heartbeat(self, run_id: str) -> None:
         with self._transaction() as cur:
             cur.execute("UPDATE runs SET heartbeat_at = ? WHERE run_id = ?", (time.time(), run_id))
-
-    def runs(self) -> list[RunRecord]:
-        rows = self._execute(
-            "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
-            "ORDER BY started_at"
-        )
-        return [RunRecord(*row) for row in rows]
 
     # --- planning ----------------------------------------------------------------
 
@@ -606,32 +668,6 @@ class SqliteLedger:
             cur.execute("INSERT OR IGNORE INTO seen_customers VALUES (?)", (identifier,))
             return cur.rowcount == 1
 
-    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
-        """Record one customer's upsert outcome (one row per customer, the latest wins)."""
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO customers (identifier, status, plain_customer_id, result, code,"
-                " message, run_id, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (identifier) DO UPDATE SET status = excluded.status,"
-                " plain_customer_id = excluded.plain_customer_id, result = excluded.result,"
-                " code = excluded.code, message = excluded.message, run_id = excluded.run_id,"
-                " updated_at = excluded.updated_at",
-                (
-                    record.identifier,
-                    str(record.status),
-                    record.plain_customer_id or None,
-                    result or None,
-                    record.code or None,
-                    record.message or None,
-                    run_id,
-                    time.time(),
-                ),
-            )
-
-    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None:
-        """Attempts that belong to no event (a customer upsert's requests)."""
-        self.record_outcomes(run_id, [], attempts)
-
     def release(self, events: Sequence[Event]) -> None:
         """Drop this run's claim on events it will not send after all (the run stopped)."""
         with self._transaction() as cur:
@@ -639,24 +675,6 @@ class SqliteLedger:
                 "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ?",
                 [(e.external_id,) for e in events],
             )
-
-    # --- reading -----------------------------------------------------------------
-
-    def status_counts(self) -> dict[str, int]:
-        return {
-            str(status): int(n)
-            for status, n in self._execute("SELECT status, COUNT(*) FROM events GROUP BY status")
-        }
-
-    def event(self, external_id: str) -> dict[str, Any] | None:
-        names, rows = self._execute_described(
-            "SELECT * FROM events WHERE external_id = ?", (external_id,)
-        )
-        return dict(zip(names, rows[0], strict=True)) if rows else None
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Read-only access for reports and tests."""
-        return self._execute(sql, params)
 
 
 if TYPE_CHECKING:

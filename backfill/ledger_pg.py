@@ -21,7 +21,7 @@ import psycopg
 from backfill.config import mask_url
 from backfill.errors import LedgerError
 from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
-from backfill.ledger import SCHEMA_VERSION, CustomerRecord, RunRecord, _check
+from backfill.ledger import SCHEMA_VERSION, CustomerRecord, LedgerBase, _check
 from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
 
 #: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
@@ -74,7 +74,7 @@ def conninfo(url: str) -> str:
     return _DRIVER.sub("postgresql://", url, count=1)
 
 
-class PostgresLedger:
+class PostgresLedger(LedgerBase):
     """A ledger in a PostgreSQL database. Open it with `PostgresLedger.open(url)`."""
 
     def __init__(self, url: str, conn: psycopg.Connection[Any]) -> None:
@@ -159,20 +159,21 @@ class PostgresLedger:
             except psycopg.Error as exc:
                 raise self._failed(exc) from None
 
-    def _execute(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def _execute_described(
+        self, sql: str, params: Sequence[Any] = ()
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and every row `sql` gives; `?` placeholders, as in SQLite."""
         with self._transaction() as cur:
-            cur.execute(sql.encode(), params)
-            return cur.fetchall() if cur.description else []
+            cur.execute(sql.replace("?", "%s").encode(), params)
+            if cur.description is None:
+                return [], []
+            return [d.name for d in cur.description], cur.fetchall()
 
     def _failed(self, exc: psycopg.Error) -> LedgerError:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return LedgerError(f"the ledger {self.path} failed: {reason}; nothing more is sent")
 
     # --- runs --------------------------------------------------------------------
-
-    def meta(self, key: str) -> str | None:
-        rows = self._execute("SELECT value FROM meta WHERE key = %s", (key,))
-        return str(rows[0][0]) if rows else None
 
     def set_meta(self, key: str, value: str) -> None:
         self._execute(
@@ -245,13 +246,6 @@ class PostgresLedger:
                 "UPDATE events SET claimed_until = %s WHERE claimed_by = %s",
                 (now + STALE_AFTER_S, run_id),
             )
-
-    def runs(self) -> list[RunRecord]:
-        rows = self._execute(
-            "SELECT run_id, state, mapping_hash, id_rule, id_format_version FROM runs "
-            "ORDER BY started_at"
-        )
-        return [RunRecord(*row) for row in rows]
 
     # --- planning ----------------------------------------------------------------
 
@@ -461,54 +455,12 @@ class PostgresLedger:
             )
             return cur.rowcount == 1
 
-    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
-        """Record one customer's upsert outcome (one row per customer, the latest wins)."""
-        self._execute(
-            "INSERT INTO customers (identifier, status, plain_customer_id, result, code,"
-            " message, run_id, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-            " ON CONFLICT (identifier) DO UPDATE SET status = excluded.status,"
-            " plain_customer_id = excluded.plain_customer_id, result = excluded.result,"
-            " code = excluded.code, message = excluded.message, run_id = excluded.run_id,"
-            " updated_at = excluded.updated_at",
-            (
-                record.identifier,
-                str(record.status),
-                record.plain_customer_id or None,
-                result or None,
-                record.code or None,
-                record.message or None,
-                run_id,
-                time.time(),
-            ),
-        )
-
-    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None:
-        """Attempts that belong to no event (a customer upsert's requests)."""
-        self.record_outcomes(run_id, [], attempts)
-
     def release(self, events: Sequence[Event]) -> None:
         """Drop this run's claim on events it will not send after all (the run stopped)."""
         self._execute(
             "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ANY(%s)",
             ([e.external_id for e in events],),
         )
-
-    # --- reading -----------------------------------------------------------------
-
-    def status_counts(self) -> dict[str, int]:
-        rows = self._execute("SELECT status, COUNT(*) FROM events GROUP BY status")
-        return {str(status): int(n) for status, n in rows}
-
-    def event(self, external_id: str) -> dict[str, Any] | None:
-        with self._transaction() as cur:
-            cur.execute("SELECT * FROM events WHERE external_id = %s", (external_id,))
-            row = cur.fetchone()
-            names = [d.name for d in cur.description or ()]
-        return dict(zip(names, row, strict=True)) if row is not None else None
-
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Read-only access for reports and tests (`%s` placeholders)."""
-        return self._execute(sql, params)
 
 
 def _reason(exc: psycopg.Error, url: str) -> str:
