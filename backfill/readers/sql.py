@@ -170,9 +170,49 @@ def _connected(source: SqlSource) -> Iterator[Connection]:
                 f"cannot connect: {_scrubbed(exc, source)}", file=source.shown
             ) from None
         with conn:
+            _dates_as_text_when_out_of_range(conn.connection.driver_connection)
             yield conn
     finally:
         engine.dispose()
+
+
+def _dates_as_text_when_out_of_range(driver: object) -> None:
+    """On psycopg 3, dates Python cannot hold arrive as the database's own text.
+
+    PostgreSQL has `infinity` and years BC or past 9999; psycopg fails the whole fetch on
+    such a value. With this, the value reaches the mapper as text (`infinity`), where a
+    timestamp column makes just that row invalid, naming the column, and any other column
+    keeps the text. Other drivers are left as they are.
+    """
+    adapters = getattr(driver, "adapters", None)
+    if adapters is None or type(driver).__module__.partition(".")[0] != "psycopg":
+        return
+    import psycopg
+    from psycopg.adapt import Loader
+    from psycopg.pq import Format
+
+    for name in ("date", "timestamp", "timestamptz"):
+        info = adapters.types.get(name)
+        if info is None:
+            continue
+        inner = adapters.get_loader(info.oid, Format.TEXT)
+        if inner is None:
+            continue
+
+        class _TextWhenOutOfRange(Loader):
+            _inner = inner
+
+            def __init__(self, oid: int, context: Any = None) -> None:
+                super().__init__(oid, context)
+                self._load = self._inner(oid, context).load
+
+            def load(self, data: Any) -> Any:
+                try:
+                    return self._load(data)
+                except psycopg.DataError:
+                    return bytes(data).decode("utf-8", "replace")
+
+        adapters.register_loader(info.oid, _TextWhenOutOfRange)
 
 
 @contextmanager

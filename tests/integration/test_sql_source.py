@@ -220,3 +220,60 @@ def test_a_bad_source_stops_before_sending(activity, fake_plain, tmp_path, query
     assert "Traceback" not in result.stderr
     assert "s3cret-canary" not in result.stdout + result.stderr
     assert fake_plain.stats().creations == {}
+
+
+ODD_TABLE = """
+CREATE TABLE odd (
+    event_id text, occurred_at timestamptz, customer_email text, customer_name text,
+    event_type text, plan jsonb, amount numeric, currency uuid, url text[],
+    description bytea, actor date
+);
+INSERT INTO odd VALUES
+ ('e1', '2024-01-01 10:00+02', 'a@x.com', 'A', 'signup', '{"tier": [1, 2.5]}', 'NaN',
+  '00000000-0000-4000-8000-000000000001', '{a,"b c"}', '\\xff00', 'infinity'),
+ ('e2', 'infinity', 'b@x.com', 'B', 'signup', NULL, 1, NULL, NULL, NULL, '-infinity'),
+ ('e3', '0044-03-15 12:00+00 BC', 'c@x.com', 'C', 'signup', NULL, 1, NULL, NULL, NULL, NULL),
+ ('e4', NULL, 'd@x.com', 'D', 'signup', NULL, 1, NULL, NULL, NULL, '0001-01-01 BC'),
+ ('e5', '2024-01-02 10:00+00', 'e@x.com', 'E', 'signup', NULL, 1, NULL, NULL, 'café', NULL)
+"""
+
+
+def test_values_python_cannot_hold_make_only_their_row_invalid(pg_url, fake_plain, tmp_path):
+    """infinity and BC timestamps arrive as the database's text: their rows are invalid,
+    naming the column; every other type becomes text and the rest of the run goes on."""
+    with psycopg.connect(libpq(make_url(pg_url))) as conn:
+        conn.execute(ODD_TABLE)
+    source = SqlSource("SELECT * FROM odd ORDER BY event_id", pg_url)
+    rows = [row for chunk in sql.read_chunks(source, key_columns=["event_id"]) for row in chunk]
+    values = {row.position: row.values for row in rows}
+    assert values["event_id=e1"] == {
+        "event_id": "e1",
+        "occurred_at": "2024-01-01T08:00:00Z",
+        "customer_email": "a@x.com",
+        "customer_name": "A",
+        "event_type": "signup",
+        "plan": '{"tier":[1,2.5]}',
+        "amount": "NaN",
+        "currency": "00000000-0000-4000-8000-000000000001",
+        "url": '["a","b c"]',
+        "description": "base64:/wA=",
+        "actor": "infinity",
+    }
+    assert values["event_id=e2"]["occurred_at"] == "infinity"
+    assert values["event_id=e2"]["actor"] == "-infinity"
+    assert values["event_id=e4"]["actor"] == "0001-01-01 BC"
+    assert values["event_id=e5"]["description"] == "café"
+
+    args = ["--source-sql", "SELECT * FROM odd", "--source-url", pg_url]
+    result = cli(*sql_run(fake_plain, tmp_path, *args), env=clean_env(PLAIN_API_KEY="test-key"))
+    assert result.returncode == 1, result.stderr  # some rows invalid, the rest delivered
+    assert len(fake_plain.stats().creations) == 1  # e5
+    (failed,) = (tmp_path / "results").glob("*/failed.csv")
+    with open(failed, encoding="utf-8") as fh:
+        problems = {row["position"]: (row["column"], row["code"]) for row in csv.DictReader(fh)}
+    assert problems == {
+        "event_id=e1": ("url", "bad_url"),  # an array's JSON text is no link
+        "event_id=e2": ("occurred_at", "bad_timestamp"),  # infinity
+        "event_id=e3": ("occurred_at", "bad_timestamp"),  # BC
+        "event_id=e4": ("occurred_at", "bad_timestamp"),  # NULL
+    }
