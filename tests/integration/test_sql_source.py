@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import random
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +20,7 @@ from backfill.mapping import load_mapping
 from backfill.models import Event
 from backfill.readers import sql
 from backfill.readers.csv import read_rows
-from tests.conftest import MAPPING, SAMPLE, clean_env, cli, libpq
+from tests.conftest import MAPPING, SAMPLE, clean_env, cli, cli_popen, libpq
 from tests.integration.test_formats import MAPPING as ORDERS_MAPPING
 from tests.integration.test_formats import text
 
@@ -277,3 +278,38 @@ def test_values_python_cannot_hold_make_only_their_row_invalid(pg_url, fake_plai
         "event_id=e3": ("occurred_at", "bad_timestamp"),  # BC
         "event_id=e4": ("occurred_at", "bad_timestamp"),  # NULL
     }
+
+
+def test_a_source_connection_lost_mid_run_exits_2_and_the_next_run_resumes(
+    activity, fake_plain, tmp_path
+):
+    copies = 5  # 12,000 rows: far more than the reader fetches ahead of sending
+    with psycopg.connect(libpq(make_url(activity))) as conn:
+        conn.execute(
+            "CREATE TABLE many AS SELECT a.event_id || '-' || g AS event_id,"
+            + ", ".join(f"a.{c}" for c in ACTIVITY_COLUMNS[1:])
+            + f" FROM activity a CROSS JOIN generate_series(1, {copies}) g"
+        )
+    args = ["--source-sql", "SELECT * FROM many ORDER BY event_id", "--source-url", activity]
+    env = clean_env(PLAIN_API_KEY="test-key")
+    run = cli_popen(*sql_run(fake_plain, tmp_path, *args, "--rate", "100/s"), env=env)
+    deadline = time.monotonic() + 60
+    while len(fake_plain.stats().creations) < 50 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with psycopg.connect(libpq(make_url(activity)), autocommit=True) as admin:
+        (killed,) = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchone() or (0,)
+    _, stderr = run.communicate(timeout=60)
+    assert killed == 1
+    assert run.returncode == 2, stderr
+    assert "the query failed" in stderr and "Traceback" not in stderr
+    created = dict(fake_plain.stats().creations)
+    assert 0 < len(created) < 2400 * copies
+
+    again = cli(*sql_run(fake_plain, tmp_path, *args), env=env)
+    assert again.returncode == 0, again.stderr
+    creations = fake_plain.stats().creations
+    assert len(creations) == 2400 * copies
+    assert set(creations.values()) == {1}
