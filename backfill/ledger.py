@@ -154,6 +154,10 @@ class LedgerBase:
         """The column names and every row `sql` gives."""
         raise NotImplementedError
 
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """`sql` once per row of parameters, in one transaction."""
+        raise NotImplementedError
+
     def record_outcomes(
         self,
         run_id: str,
@@ -172,6 +176,33 @@ class LedgerBase:
             "ORDER BY started_at"
         )
         return [RunRecord(*row) for row in rows]
+
+    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
+        """Rows that never became an event: invalid ones and duplicates in the source."""
+        if not issues:
+            return
+        now = time.time()
+        self._execute_many(
+            "INSERT INTO row_issues (run_id, source, position, status, external_id,"
+            " column_name, code, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (run_id, source, position) DO UPDATE SET status = excluded.status,"
+            " external_id = excluded.external_id, column_name = excluded.column_name,"
+            " code = excluded.code, message = excluded.message, created_at = excluded.created_at",
+            [
+                (
+                    run_id,
+                    issue.source,
+                    issue.position,
+                    str(status),
+                    issue.external_id or None,
+                    issue.problem.column or None,
+                    issue.problem.code,
+                    issue.problem.message,
+                    now,
+                )
+                for issue, status in issues
+            ],
+        )
 
     def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None:
         """Record one customer's upsert outcome (one row per customer, the latest wins)."""
@@ -389,6 +420,10 @@ class SqliteLedger(LedgerBase):
                 raise self._failed(exc) from None
             return [d[0] for d in cur.description or ()], rows
 
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._transaction() as cur:
+            cur.executemany(sql, rows)
+
     def _where_in(self, sql: str, keys: Iterable[Any]) -> list[tuple[Any, ...]]:
         """Run `sql` (with `{marks}` in its IN list) for the keys, 500 at a time."""
         wanted = list(dict.fromkeys(keys))
@@ -529,31 +564,6 @@ class SqliteLedger(LedgerBase):
             for ext_id, source, position in rows
             if first[ext_id] != (source, position)
         }
-
-    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
-        """Rows that never became an event: invalid ones and duplicates in the source."""
-        if not issues:
-            return
-        now = time.time()
-        with self._transaction() as cur:
-            cur.executemany(
-                "INSERT OR REPLACE INTO row_issues (run_id, source, position, status, external_id,"
-                " column_name, code, message, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        run_id,
-                        issue.source,
-                        issue.position,
-                        str(status),
-                        issue.external_id or None,
-                        issue.problem.column or None,
-                        issue.problem.code,
-                        issue.problem.message,
-                        now,
-                    )
-                    for issue, status in issues
-                ],
-            )
 
     # --- sending -----------------------------------------------------------------
 

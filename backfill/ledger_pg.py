@@ -22,7 +22,7 @@ from backfill.config import mask_url
 from backfill.errors import LedgerError
 from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
 from backfill.ledger import SCHEMA_VERSION, CustomerRecord, LedgerBase, _check
-from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
+from backfill.models import Attempt, Event, LedgerEntry, Outcome, Status
 
 #: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
 STALE_AFTER_S: Final = 60.0
@@ -169,6 +169,10 @@ class PostgresLedger(LedgerBase):
                 return [], []
             return [d.name for d in cur.description], cur.fetchall()
 
+    def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._transaction() as cur:
+            cur.executemany(sql.replace("?", "%s").encode(), rows)
+
     def _failed(self, exc: psycopg.Error) -> LedgerError:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return LedgerError(f"the ledger {self.path} failed: {reason}; nothing more is sent")
@@ -294,36 +298,6 @@ class PostgresLedger(LedgerBase):
             for ext_id, source, position in rows
             if first[ext_id] != (source, position)
         }
-
-    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None:
-        """Rows that never became an event: invalid ones and duplicates in the source."""
-        if not issues:
-            return
-        now = time.time()
-        with self._transaction() as cur:
-            cur.executemany(
-                "INSERT INTO row_issues (run_id, source, position, status, external_id,"
-                " column_name, code, message, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (run_id, source, position) DO UPDATE SET status = excluded.status,"
-                " external_id = excluded.external_id, column_name = excluded.column_name,"
-                " code = excluded.code, message = excluded.message,"
-                " created_at = excluded.created_at",
-                [
-                    (
-                        run_id,
-                        issue.source,
-                        issue.position,
-                        str(status),
-                        issue.external_id or None,
-                        issue.problem.column or None,
-                        issue.problem.code,
-                        issue.problem.message,
-                        now,
-                    )
-                    for issue, status in issues
-                ],
-            )
 
     # --- sending -----------------------------------------------------------------
 
