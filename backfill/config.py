@@ -55,7 +55,7 @@ class SqlSource:
     """
 
     query: str
-    url: str
+    url: str = field(repr=False)  # it may hold a password
     #: (name, value) pairs, bound as query parameters, never pasted into the text.
     params: tuple[tuple[str, str], ...] = ()
 
@@ -73,7 +73,7 @@ class Settings:
     mapping: str
     api_key: str = field(default="", repr=False)
     api_url: str = DEFAULT_API_URL
-    ledger: str = ""
+    ledger: str = field(default="", repr=False)  # a database URL may hold a password
     results_dir: str = DEFAULT_RESULTS_DIR
     rate: str = DEFAULT_RATE
     concurrency: int = DEFAULT_CONCURRENCY
@@ -94,7 +94,7 @@ class Settings:
     #: A query to read rows from instead of files (`@path` reads it from a file).
     source_sql: str = ""
     #: The SQLAlchemy URL of the database `source_sql` runs on.
-    source_url: str = ""
+    source_url: str = field(default="", repr=False)
     #: `name=value` parameters of `source_sql`.
     params: tuple[str, ...] = ()
 
@@ -301,8 +301,31 @@ def default_ledger(mapping: str) -> str:
 
 
 def mask_url(url: str) -> str:
-    """Hide a password in a URL (``scheme://user:***@host``)."""
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+    """A URL with its password as `***` and every query value too (`?password=` exists).
+
+    >>> mask_url("postgresql+psycopg://u:pw@host:5432/db?sslmode=require&password=pw")
+    'postgresql+psycopg://u:***@host:5432/db?sslmode=***&password=***'
+    >>> mask_url("postgresql://:pw@host/db"), mask_url("https://host/path")
+    ('postgresql://:***@host/db', 'https://host/path')
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.split("://", 1)[0] + "://(a URL that cannot be parsed)"
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}:***@{host}" if at and ":" in user else parts.netloc
+    return parts._replace(netloc=netloc, query=_masked_query(parts.query)).geturl()
+
+
+def _masked_query(query: str) -> str:
+    return (
+        "&".join(
+            f"{name}=***" if sep else "***"
+            for name, sep, _ in (item.partition("=") for item in query.split("&"))
+        )
+        if query
+        else ""
+    )
 
 
 _URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
@@ -333,11 +356,7 @@ def display_name(source: str) -> str:
     netloc = host if at and (":" in user or parts.scheme in ("http", "https")) else parts.netloc
     if netloc == parts.netloc and not parts.query and not parts.fragment:
         return source
-    query = "&".join(
-        f"{name}=***" if sep else "***"
-        for name, sep, _ in (item.partition("=") for item in parts.query.split("&"))
-    )
-    shown = parts._replace(netloc=netloc, query=query if parts.query else "", fragment="")
+    shown = parts._replace(netloc=netloc, query=_masked_query(parts.query), fragment="")
     return shown.geturl() + ("#***" if parts.fragment else "")
 
 

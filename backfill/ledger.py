@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 from backfill.errors import LedgerBusy, LedgerError
 from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 _LOOKUP_BATCH: Final = 500
 _STATUSES: Final = {str(status): status for status in Status}
 
@@ -110,6 +110,9 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         run_id TEXT NOT NULL,
         updated_at REAL NOT NULL
     );
+    """,
+    """
+    CREATE INDEX events_claimed ON events (claimed_by) WHERE claimed_by IS NOT NULL;
     """,
 )
 
@@ -677,14 +680,6 @@ class SqliteLedger(LedgerBase):
         with self._transaction(immediate=False) as cur:
             cur.execute("INSERT OR IGNORE INTO seen_customers VALUES (?)", (identifier,))
             return cur.rowcount == 1
-
-    def release(self, events: Sequence[Event]) -> None:
-        """Drop this run's claim on events it will not send after all (the run stopped)."""
-        with self._transaction() as cur:
-            cur.executemany(
-                "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ?",
-                [(e.external_id,) for e in events],
-            )
 
 
 if TYPE_CHECKING:

@@ -26,6 +26,10 @@ from backfill.models import Attempt, Event, LedgerEntry, Outcome, Status
 
 #: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
 STALE_AFTER_S: Final = 60.0
+#: Every time is the database's: the workers' clocks may disagree, the server's is one.
+_NOW: Final = "extract(epoch FROM clock_timestamp())"
+#: Tries of a claim that lost a deadlock with another run's (PostgreSQL cancels one).
+_CLAIM_TRIES: Final = 3
 _STATUSES: Final = {str(status): status for status in Status}
 #: Claims may be taken over from rows in these states (never from settled ones).
 _CLAIMABLE: Final = ("in_flight", "retryable", "rejected", "invalid")
@@ -150,13 +154,16 @@ class PostgresLedger(LedgerBase):
     # --- plumbing ----------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
-        """One atomic unit; a database failure becomes a LedgerError naming the ledger."""
+    def _transaction(self, *, reraise: bool = False) -> Iterator[psycopg.Cursor[Any]]:
+        """One atomic unit; a database failure becomes a LedgerError naming the ledger
+        (a deadlock is raised as it is with `reraise`, for the caller to try again)."""
         with self._mutex:
             try:
                 with self._conn.transaction(), self._conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
+                if reraise and isinstance(exc, psycopg.errors.DeadlockDetected):
+                    raise
                 raise self._failed(exc) from None
 
     def _execute_described(
@@ -174,8 +181,9 @@ class PostgresLedger(LedgerBase):
             cur.executemany(sql.replace("?", "%s").encode(), rows)
 
     def _failed(self, exc: psycopg.Error) -> LedgerError:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return LedgerError(f"the ledger {self.path} failed: {reason}; nothing more is sent")
+        return LedgerError(
+            f"the ledger {self.path} failed: {_reason(exc, self._url)}; nothing more is sent"
+        )
 
     # --- runs --------------------------------------------------------------------
 
@@ -196,17 +204,17 @@ class PostgresLedger(LedgerBase):
         id_format_version: int,
     ) -> None:
         """Record a new run, and end runs whose heartbeat stopped (their claims lapse)."""
-        now = time.time()
         with self._transaction() as cur:
             cur.execute(
                 "UPDATE runs SET state = 'crashed', ended_at = COALESCE(heartbeat_at, started_at)"
-                " WHERE state = 'running' AND COALESCE(heartbeat_at, started_at) < %s",
-                (now - STALE_AFTER_S,),
+                f" WHERE state = 'running' AND COALESCE(heartbeat_at, started_at) < {_NOW} - %s",
+                (STALE_AFTER_S,),
             )
             cur.execute(
                 "INSERT INTO runs (run_id, started_at, heartbeat_at, state, options, mapping_hash,"
-                " id_rule, id_format_version) VALUES (%s, %s, %s, 'running', %s, %s, %s, %s)",
-                (run_id, now, now, json.dumps(options), mapping_hash, id_rule, id_format_version),
+                f" id_rule, id_format_version) VALUES (%s, {_NOW}, {_NOW}, 'running', %s, %s,"
+                " %s, %s)",
+                (run_id, json.dumps(options), mapping_hash, id_rule, id_format_version),
             )
 
     def end_run(
@@ -232,23 +240,32 @@ class PostgresLedger(LedgerBase):
                 raise self._failed(exc) from None
         with self._transaction() as cur:
             cur.execute(
-                "UPDATE runs SET ended_at = %s, state = %s, exit_code = %s, counts = %s,"
+                f"UPDATE runs SET ended_at = {_NOW}, state = %s, exit_code = %s, counts = %s,"
                 " workspace_id = %s WHERE run_id = %s",
-                (time.time(), state, exit_code, json.dumps(counts), workspace_id or None, run_id),
+                (state, exit_code, json.dumps(counts), workspace_id or None, run_id),
             )
             cur.execute(
-                "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE claimed_by = %s",
+                "UPDATE events SET claimed_by = NULL, claimed_until = NULL"
+                f" WHERE external_id IN ({_HELD_BY})",
                 (run_id,),
             )
 
     def heartbeat(self, run_id: str) -> None:
-        """Keep this run alive, and its claims with it."""
-        now = time.time()
+        """Keep this run alive, and its claims with it.
+
+        Raises LedgerError when another run has taken this one for dead (no heartbeat for
+        `STALE_AFTER_S`): its rows may be claimed by others now, so it must not go on.
+        """
         with self._transaction() as cur:
-            cur.execute("UPDATE runs SET heartbeat_at = %s WHERE run_id = %s", (now, run_id))
             cur.execute(
-                "UPDATE events SET claimed_until = %s WHERE claimed_by = %s",
-                (now + STALE_AFTER_S, run_id),
+                f"UPDATE runs SET heartbeat_at = {_NOW} WHERE run_id = %s AND state = 'running'",
+                (run_id,),
+            )
+            if cur.rowcount != 1:
+                raise _taken_for_dead(run_id)
+            cur.execute(
+                f"UPDATE events SET claimed_until = {_NOW} + %s WHERE external_id IN ({_HELD_BY})",
+                (STALE_AFTER_S, run_id),
             )
 
     # --- planning ----------------------------------------------------------------
@@ -307,51 +324,45 @@ class PostgresLedger(LedgerBase):
         """Claim these events for this run as `in_flight`; return the ids it got.
 
         An event is left out when another live run holds it, or when another run settled
-        it since it was planned: that run sends it (or did), this one must not.
+        it since it was planned: that run sends it (or did), this one must not. A run
+        that ended (or is unknown) holds nothing; a live run's claim lapses only when its
+        heartbeat stops. Raises LedgerError when this run was itself taken for dead.
         """
         if not events:
             return set()
+        # Rows are locked in one order by every run, so that two claims do not deadlock.
+        ordered = sorted(events, key=lambda e: e.external_id)
         now = time.time()
-        with self._transaction() as cur:
-            cur.execute(
-                "INSERT INTO events AS e (external_id, status, kind, source, position,"
-                " event_timestamp, payload_hash, mapping_hash, run_id, claimed_by,"
-                " claimed_until, created_at, updated_at, sent_at)"
-                " SELECT i, 'in_flight', k, s, p, t, ph, %s, %s, %s, %s, %s, %s, %s"
-                " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
-                " %s::text[]) AS n(i, k, s, p, t, ph)"
-                " ON CONFLICT (external_id) DO UPDATE SET status = 'in_flight',"
-                " source = excluded.source, position = excluded.position,"
-                " event_timestamp = excluded.event_timestamp,"
-                " payload_hash = excluded.payload_hash, mapping_hash = excluded.mapping_hash,"
-                " run_id = excluded.run_id, claimed_by = excluded.claimed_by,"
-                " claimed_until = excluded.claimed_until, updated_at = excluded.updated_at,"
-                " sent_at = excluded.sent_at"
-                " WHERE e.status = ANY(%s) AND (e.claimed_by IS NULL OR e.claimed_by = %s"
-                " OR e.claimed_until < %s"
-                " OR NOT EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.claimed_by"
-                " AND r.state = 'running'))"
-                " RETURNING external_id",
-                (
-                    mapping_hash,
-                    run_id,
-                    run_id,
-                    now + claim_s,
-                    now,
-                    now,
-                    now,
-                    [e.external_id for e in events],
-                    [str(e.kind) for e in events],
-                    [e.source for e in events],
-                    [e.position for e in events],
-                    [e.timestamp for e in events],
-                    [e.payload_hash for e in events],
-                    list(_CLAIMABLE),
-                    run_id,
-                    now,
-                ),
-            )
-            return {row[0] for row in cur.fetchall()}
+        params = (
+            mapping_hash,
+            run_id,
+            run_id,
+            claim_s,
+            now,
+            now,
+            now,
+            [e.external_id for e in ordered],
+            [str(e.kind) for e in ordered],
+            [e.source for e in ordered],
+            [e.position for e in ordered],
+            [e.timestamp for e in ordered],
+            [e.payload_hash for e in ordered],
+            list(_CLAIMABLE),
+            run_id,
+        )
+        for tries_left in range(_CLAIM_TRIES - 1, -1, -1):
+            try:
+                with self._transaction(reraise=True) as cur:
+                    cur.execute("SELECT state FROM runs WHERE run_id = %s FOR SHARE", (run_id,))
+                    row = cur.fetchone()
+                    if row is None or row[0] != "running":
+                        raise _taken_for_dead(run_id)
+                    cur.execute(_CLAIM, params)
+                    return {row[0] for row in cur.fetchall()}
+            except psycopg.errors.DeadlockDetected as exc:
+                if not tries_left:
+                    raise self._failed(exc) from None
+        raise AssertionError("unreachable")
 
     def record_outcomes(
         self,
@@ -390,8 +401,11 @@ class PostgresLedger(LedgerBase):
                     " plain_customer_id = COALESCE(%s, plain_customer_id),"
                     " attempts = attempts + %s, code = %s, message = %s,"
                     " delivered_by = CASE WHEN %s THEN %s ELSE delivered_by END,"
-                    " claimed_by = NULL, claimed_until = NULL, updated_at = %s, sent_at = %s,"
-                    " answered_at = %s, latency_ms = %s WHERE external_id = %s",
+                    # A claim another run took since (this one's had lapsed) stays its own.
+                    " claimed_until = CASE WHEN claimed_by = %s THEN NULL ELSE claimed_until END,"
+                    " claimed_by = CASE WHEN claimed_by = %s THEN NULL ELSE claimed_by END,"
+                    " updated_at = %s, sent_at = %s, answered_at = %s, latency_ms = %s"
+                    " WHERE external_id = %s",
                     [
                         (
                             str(o.status),
@@ -401,6 +415,8 @@ class PostgresLedger(LedgerBase):
                             o.code or None,
                             o.message or None,
                             o.status in (Status.DELIVERED, Status.ALREADY_EXISTED),
+                            run_id,
+                            run_id,
                             run_id,
                             now,
                             o.sent_at or None,
@@ -429,18 +445,52 @@ class PostgresLedger(LedgerBase):
             )
             return cur.rowcount == 1
 
-    def release(self, events: Sequence[Event]) -> None:
-        """Drop this run's claim on events it will not send after all (the run stopped)."""
-        self._execute(
-            "UPDATE events SET claimed_by = NULL, claimed_until = NULL WHERE external_id = ANY(%s)",
-            ([e.external_id for e in events],),
-        )
+
+#: The rows a run holds, in one order, locked: its heartbeat and its end take them so.
+_HELD_BY: Final = (
+    "SELECT external_id FROM events WHERE claimed_by = %s ORDER BY external_id FOR UPDATE"
+)
+
+#: One statement claims a batch: new rows are inserted, known ones taken when claimable.
+_CLAIM: Final = (
+    "INSERT INTO events AS e (external_id, status, kind, source, position,"
+    " event_timestamp, payload_hash, mapping_hash, run_id, claimed_by,"
+    " claimed_until, created_at, updated_at, sent_at)"
+    f" SELECT i, 'in_flight', k, s, p, t, ph, %s, %s, %s, {_NOW} + %s, %s, %s, %s"
+    " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[],"
+    " %s::text[]) AS n(i, k, s, p, t, ph)"
+    " ON CONFLICT (external_id) DO UPDATE SET status = 'in_flight',"
+    " source = excluded.source, position = excluded.position,"
+    " event_timestamp = excluded.event_timestamp,"
+    " payload_hash = excluded.payload_hash, mapping_hash = excluded.mapping_hash,"
+    " run_id = excluded.run_id, claimed_by = excluded.claimed_by,"
+    " claimed_until = excluded.claimed_until, updated_at = excluded.updated_at,"
+    " sent_at = excluded.sent_at"
+    " WHERE e.status = ANY(%s) AND (e.claimed_by IS NULL OR e.claimed_by = %s"
+    f" OR e.claimed_until < {_NOW}"
+    # A run that visibly ended holds nothing. (Not "no running run is seen": the subquery
+    # reads the statement's snapshot, which may predate a run that started since.)
+    " OR EXISTS (SELECT 1 FROM runs r WHERE r.run_id = e.claimed_by"
+    " AND r.state <> 'running'))"
+    " RETURNING external_id"
+)
+
+
+def _taken_for_dead(run_id: str) -> LedgerError:
+    return LedgerError(
+        f"run {run_id} was taken for dead by another run (no heartbeat for "
+        f"{STALE_AFTER_S:g} s), which may now send its rows: this run stops; run again to "
+        "resume"
+    )
 
 
 def _reason(exc: psycopg.Error, url: str) -> str:
     """The first line of the driver's message, with the URL's password masked."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    password = psycopg.conninfo.conninfo_to_dict(conninfo(url)).get("password")
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(conninfo(url)).get("password")
+    except psycopg.Error:  # a URL libpq cannot read: its message names no password
+        return text
     return text.replace(str(password), "***") if password else text
 
 

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -90,6 +91,8 @@ STOP_GRACE_S: Final = 10.0
 HEARTBEAT_S: Final = 10.0
 #: How long a run waits for rows another live run holds, and how often it looks.
 HELD_WAIT_S: Final = 30.0
+#: A claim lasts at least this long unrenewed (the heartbeat renews it every HEARTBEAT_S).
+CLAIM_MIN_S: Final = 60.0
 HELD_POLL_S: Final = 1.0
 #: Chunks read (and looked up in the ledger) ahead of the one being planned.
 LOOKAHEAD_CHUNKS: Final = 3
@@ -287,6 +290,42 @@ class _Stop:
         return self.event.is_set()
 
 
+class _Heartbeat:
+    """Renews a run's liveness and claims every HEARTBEAT_S, from a thread of its own.
+
+    Its own thread, so that a slow source (a query that takes a minute to its first row)
+    holding up the event loop does not let the run's claims lapse. A failure is handed
+    to `failed` once, and the beat stops.
+    """
+
+    def __init__(
+        self, ledger: Ledger, run_id: str, failed: Callable[[BackfillError], object]
+    ) -> None:
+        self._ledger, self._run_id, self._failed = ledger, run_id, failed
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(HEARTBEAT_S):
+            try:
+                self._ledger.heartbeat(self._run_id)
+            except BackfillError as exc:
+                self._failed(exc)
+                return
+            except Exception as exc:
+                log.exception("unexpected error in the heartbeat")
+                self._failed(LedgerError(f"the heartbeat failed: {type(exc).__name__}: {exc}"))
+                return
+
+
 class _Job:
     """One run's moving parts; `execute` is the whole job."""
 
@@ -343,12 +382,22 @@ class _Job:
         # Deep enough that every sender can fill a request, shallow enough to bound memory.
         depth = options.concurrency * max(4, 2 * options.events_per_request)
         queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=depth)
-        heartbeat = asyncio.create_task(self._heartbeat())
+        heartbeat = _Heartbeat(
+            self.ledger,
+            self.run_id,
+            # A failed heartbeat (from its thread) stops the run as any ledger error does.
+            lambda exc: loop.call_soon_threadsafe(self.stop.set, str(exc), exc.exit_code, exc),
+        )
+        if not options.dry_run:
+            heartbeat.start()
         try:
             await self._run_tasks(queue)
-            await self._settle_held()
+            try:
+                await self._settle_held()
+            except BackfillError as exc:  # the ledger failed: the summary still gets written
+                self.stop.set(str(exc), exc.exit_code, exc)
         finally:
-            heartbeat.cancel()
+            heartbeat.stop()
             for signum in installed:
                 loop.remove_signal_handler(signum)
             if self.sender is not None:
@@ -357,23 +406,40 @@ class _Job:
         return self._summarise()
 
     async def _settle_held(self) -> None:
-        """Rows another live run held when this one came to send them: report what it did.
+        """Rows another live run held when this one came to send them.
 
-        The other run is given `HELD_WAIT_S` to settle them; rows it still holds then end
-        this run with exit 6, to be sent by a later run if the other leaves them.
+        Rows whose holder ends (or is taken for dead) meanwhile are claimed and sent here;
+        the holder is given `HELD_WAIT_S` to settle the rest. Rows still held then end this
+        run with exit 6, to be sent by a later run if the other leaves them.
         """
         if not self._held:
             return
         held = {event.external_id: event for event in self._held}
+        self._held = []
+        waiting = dict(held)
         deadline = time.monotonic() + HELD_WAIT_S
+        while waiting and not self.stop.is_set:
+            entries = self.ledger.lookup(waiting)
+            pending = [
+                event
+                for ext_id, event in waiting.items()
+                if (entry := entries.get(ext_id)) is not None and entry.status == Status.IN_FLIGHT
+            ]
+            if not pending or time.monotonic() >= deadline:
+                break
+            size = self.sender.events_per_request if self.sender else 1
+            for start in range(0, len(pending), size):
+                # What this run can claim now (its holder ended) it sends; the rest come back.
+                await self._deliver(pending[start : start + size])
+            still = {event.external_id for event in self._held}
+            self._held = []
+            for event in pending:
+                if event.external_id not in still:
+                    del waiting[event.external_id]
+                    del held[event.external_id]
+            if waiting:
+                await asyncio.sleep(HELD_POLL_S)
         entries = self.ledger.lookup(held)
-        while (
-            any(entry.status == Status.IN_FLIGHT for entry in entries.values())
-            and time.monotonic() < deadline
-            and not self.stop.is_set
-        ):
-            await asyncio.sleep(HELD_POLL_S)
-            entries = self.ledger.lookup(held)
         holders: set[str] = set()
         for ext_id, event in held.items():
             entry = entries.get(ext_id)
@@ -604,7 +670,7 @@ class _Job:
                 self.run_id,
                 batch,
                 mapping_hash=self.spec.hash,
-                claim_s=self.settings.timeout_s * 4,
+                claim_s=max(self.settings.timeout_s * 4, CLAIM_MIN_S),
             )
             if len(claimed) < len(batch):
                 # Another live run holds these (or settled them since): they are its to send.
@@ -813,11 +879,6 @@ class _Job:
         self.notice(f"{signum.name}: stopping intake, letting requests in flight finish")
         # A run already stopping for another reason keeps that reason and its exit code.
         self.stop.set(f"interrupted by {signum.name}", EXIT_SIGNALS[signum])
-
-    async def _heartbeat(self) -> None:
-        while not self.settings.dry_run:
-            await asyncio.sleep(HEARTBEAT_S)
-            self.ledger.heartbeat(self.run_id)
 
     # --- results -------------------------------------------------------------------
 

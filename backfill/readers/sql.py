@@ -157,7 +157,7 @@ def _connected(source: SqlSource) -> Iterator[Connection]:
             f"--source-url {source.shown}: the database driver is not installed ({exc.name}): "
             f"{_INSTALL}, or the extra of your warehouse (snowflake, bigquery, redshift)"
         ) from None
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:  # ValueError: e.g. a port that is no number
         raise ConfigError(
             f"--source-url {source.shown}: not a SQLAlchemy database URL ({_first_line(exc)}); "
             "write e.g. postgresql+psycopg://user@host:5432/db"

@@ -137,6 +137,68 @@ def test_a_claim_whose_heartbeat_lapsed_is_taken_over(pg_url):
         assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == {"a"}
 
 
+def start(ledger, run_id):
+    ledger.start_run(run_id, options={}, mapping_hash="m", id_rule="r", id_format_version=1)
+
+
+def test_a_live_run_taken_for_dead_stops_claiming_and_keeps_no_one_elses_claim(pg_url):
+    with PostgresLedger.open(pg_url) as one, PostgresLedger.open(pg_url) as two:
+        start(one, "run-1")
+        assert one.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60) == {"a"}
+        # run-1 went quiet for two minutes (as a run stuck in a slow query would)...
+        one.query("UPDATE runs SET heartbeat_at = heartbeat_at - 120 WHERE run_id = 'run-1'")
+        one.query("UPDATE events SET claimed_until = claimed_until - 120")
+        start(two, "run-2")  # ...so run-2 takes it for dead, and its rows with it.
+        assert dict(two.query("SELECT run_id, state FROM runs")) == {
+            "run-1": "crashed",
+            "run-2": "running",
+        }
+        assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == {"a"}
+        # run-1 learns it at its next heartbeat or claim, and must stop.
+        with pytest.raises(LedgerError, match="taken for dead"):
+            one.heartbeat("run-1")
+        with pytest.raises(LedgerError, match="taken for dead"):
+            one.mark_in_flight("run-1", [event("b")], mapping_hash="m", claim_s=60)
+        # Its late answer for a is recorded, but run-2's claim on a stays run-2's.
+        one.record_outcomes("run-1", [(event("a"), outcome(Status.DELIVERED))], [])
+        row = two.event("a")
+        assert row is not None and row["status"] == "delivered" and row["claimed_by"] == "run-2"
+
+
+def test_liveness_is_judged_on_the_database_clock_not_a_workers(pg_url, monkeypatch):
+    with PostgresLedger.open(pg_url) as one, PostgresLedger.open(pg_url) as two:
+        start(one, "run-1")
+        one.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)
+        # The second worker's clock runs 90 s ahead: run-1 is still alive all the same.
+        real = __import__("time").time
+        monkeypatch.setattr("backfill.ledger_pg.time.time", lambda: real() + 90)
+        start(two, "run-2")
+        assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == set()
+        one.heartbeat("run-1")
+        assert dict(two.query("SELECT run_id, state FROM runs"))["run-1"] == "running"
+
+
+def test_an_ended_run_is_no_holder_even_to_a_claim_started_before_it(pg_url):
+    with PostgresLedger.open(pg_url) as one, PostgresLedger.open(pg_url) as two:
+        start(one, "run-1")
+        start(two, "run-2")
+        one.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)
+        one.heartbeat("run-1")
+        one.end_run("run-1", state="failed", exit_code=2, counts={}, workspace_id="")
+        # end_run released the claim; and a run in any ended state would hold nothing.
+        two.query("UPDATE events SET claimed_by = 'run-1'")
+        assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == {"a"}
+
+
+def test_a_url_password_in_the_query_string_is_never_shown(pg_url):
+    url = pg_url + "?application_name=x&password=canary-pw"
+    with PostgresLedger.open(url) as ledger:
+        assert "canary-pw" not in ledger.path and "password=***" in ledger.path
+    with pytest.raises(LedgerError) as raised:
+        PostgresLedger.open(url.replace("application_name", "no_such_option"))
+    assert "canary-pw" not in str(raised.value)
+
+
 def test_an_unreachable_database_is_a_ledger_error_without_the_password():
     url = "postgresql+psycopg://backfill:s3cret-pw@127.0.0.1:9/ledger"
     with pytest.raises(LedgerError) as raised:
@@ -176,3 +238,33 @@ def test_a_wrong_password_is_refused_and_never_shown(pg_url):
         PostgresLedger.open(wrong)
     assert "wr0ng-pw-canary" not in str(raised.value)
     assert "password authentication failed" in str(raised.value)
+
+
+async def test_rows_whose_holder_ends_during_the_wait_are_sent_by_the_run_that_waited(
+    pg_url, tmp_path, fake_plain
+):
+    import asyncio
+
+    from backfill import arun
+    from tests.conftest import sample_ids, settings_for
+
+    held = sorted(sample_ids())[:10]
+    holder = PostgresLedger.open(pg_url)
+    start(holder, "holder")
+    assert holder.mark_in_flight(
+        "holder", [event(i) for i in held], mapping_hash="m", claim_s=60
+    ) == set(held)
+
+    async def end_the_holder_soon():
+        await asyncio.sleep(2)
+        holder.end_run("holder", state="failed", exit_code=2, counts={}, workspace_id="")
+
+    ending = asyncio.create_task(end_the_holder_soon())
+    summary = await asyncio.wait_for(arun(settings_for(fake_plain, tmp_path, ledger=pg_url)), 60)
+    await ending
+    holder.close()
+    assert summary.exit_code == 0, summary.message
+    creations = fake_plain.stats().creations
+    assert set(creations) == sample_ids() and set(creations.values()) == {1}
+    with PostgresLedger.open(pg_url) as ledger:
+        assert ledger.status_counts() == {"delivered": len(sample_ids())}

@@ -43,8 +43,7 @@ def settings(tmp_path, **given):
         api_url="http://plain.test/graphql/v1",
         ledger=str(tmp_path / "ledger.sqlite"),
         results_dir=str(tmp_path / "results"),
-        rate="1000/s",
-        **given,
+        **{"rate": "1000/s", **given},
     )
 
 
@@ -160,3 +159,26 @@ async def test_a_stop_during_a_batch_records_what_plain_answered_and_retries_not
     assert summary.counts == {"delivered": 4, "retryable": 1}
     with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
         assert ledger.status_counts() == {"delivered": 4, "retryable": 1}
+
+
+async def test_a_failed_heartbeat_stops_the_run_with_exit_2_and_the_summary_is_written(
+    tmp_path, monkeypatch
+):
+    from backfill.errors import LedgerError
+
+    beats = []
+
+    def failing(self, run_id):
+        beats.append(run_id)
+        raise LedgerError(f"run {run_id} was taken for dead by another run")
+
+    monkeypatch.setattr(pipeline_module, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(SqliteLedger, "heartbeat", failing)
+    ok = transport(lambda request: httpx.Response(200, json=CREATED))
+    summary = await asyncio.wait_for(arun(settings(tmp_path, rate="20/s"), transport=ok), 30)
+    assert len(beats) == 1  # the beat stops at its first failure
+    assert summary.exit_code == 2
+    assert "taken for dead" in summary.message
+    assert 0 < summary.counts.get("delivered", 0) < 2400
+    with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
+        assert ledger.query("SELECT state FROM runs") == [("stopped",)]
