@@ -109,6 +109,17 @@ def test_a_table_reads_as_its_csv_export_does(pg_url, tmp_path):
     assert len(from_sql) == ROWS
     assert from_sql == from_csv
 
+    # PostgreSQL's own CSV export writes other text (`2023-04-08 20:09:17+00`, `t`), but
+    # typed key columns normalise alike: the externalIds are the same.
+    own = tmp_path / "copy_to.csv"
+    with psycopg.connect(libpq(make_url(pg_url))) as conn, open(own, "wb") as fh:
+        with conn.cursor().copy("COPY orders TO STDOUT (FORMAT csv, HEADER true)") as copy:
+            for block in copy:
+                fh.write(block)
+    assert "+00," in own.read_text(encoding="utf-8").splitlines()[1]
+    mapper = compile_mapper(load_mapping(str(mapping)))
+    assert [event_id(mapper, row) for row in read_rows(str(own))] == [i for i, _ in from_sql]
+
 
 @pytest.fixture
 def activity(pg_url) -> str:
