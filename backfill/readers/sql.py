@@ -54,18 +54,31 @@ def load_query(text: str) -> str:
 
 
 def read_header(source: SqlSource) -> list[str]:
-    """The column names the query gives; the query runs but no row is fetched.
+    """The column names the query gives, without fetching its rows.
 
-    `source.query` is the query itself (see `load_query` for `@file`).
+    `source.query` is the query itself (see `load_query` for `@file`). It is asked as
+    `SELECT * FROM (query) LIMIT 0`, which the database plans but need not run; a query
+    that cannot be wrapped so (not a plain SELECT) runs as it is, up to its first row.
     """
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
     with _connected(source) as conn, _failing_as_source(source, conn):
-        # A server-side cursor: a plain one would fetch every row just to name the columns.
-        streaming = conn.execution_options(stream_results=True, yield_per=1)
-        result = streaming.execute(_statement(source))
+        inner = source.query.strip().rstrip(";").rstrip()
+        wrapped = text(f"SELECT * FROM ({inner}\n) AS backfill_columns LIMIT 0")
+        if source.params:
+            wrapped = wrapped.bindparams(**dict(source.params))
         try:
-            names = list(result.keys())
-        finally:
-            result.close()
+            names = list(conn.execute(wrapped).keys())
+        except SQLAlchemyError:
+            conn.rollback()
+            # A server-side cursor: a plain one would fetch every row just to name them.
+            streaming = conn.execution_options(stream_results=True, yield_per=1)
+            result = streaming.execute(_statement(source))
+            try:
+                names = list(result.keys())
+            finally:
+                result.close()
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:
         raise SourceError(

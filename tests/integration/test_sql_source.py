@@ -324,3 +324,11 @@ def test_a_source_connection_lost_mid_run_exits_2_and_the_next_run_resumes(
     creations = fake_plain.stats().creations
     assert len(creations) == 2400 * copies
     assert set(creations.values()) == {1}
+
+
+def test_the_columns_are_named_without_running_the_query(activity):
+    slow = SqlSource("SELECT *, pg_sleep(10) AS nap FROM activity WHERE actor <> :who;", activity)
+    started = time.monotonic()
+    names = sql.read_header(SqlSource(slow.query, activity, (("who", "x"),)))
+    assert names == [*ACTIVITY_COLUMNS, "nap"]
+    assert time.monotonic() - started < 5  # one row would take 10 s
