@@ -311,7 +311,8 @@ class _Heartbeat:
     def stop(self) -> None:
         self._stopped.set()
         if self._thread.is_alive():
-            self._thread.join()
+            # A beat stuck on an unanswering database must not keep the run from ending.
+            self._thread.join(timeout=HEARTBEAT_S)
 
     def _beat(self) -> None:
         while not self._stopped.wait(HEARTBEAT_S):
