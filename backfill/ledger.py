@@ -15,6 +15,7 @@ import sqlite3
 import threading
 import time
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,10 +140,10 @@ class RunRecord:
     id_format_version: int
 
 
-class LedgerBase:
+class LedgerBase(ABC):
     """What both ledgers do with the same SQL: `?` placeholders, run by `_execute`.
 
-    A ledger kind gives `path`, `_execute`, `_execute_described` and `record_outcomes`.
+    A ledger kind gives `path` and the abstract methods: running SQL, and recording answers.
     """
 
     path: str
@@ -151,23 +152,24 @@ class LedgerBase:
         """Every row `sql` gives."""
         return self._execute_described(sql, params)[1]
 
+    @abstractmethod
     def _execute_described(
         self, sql: str, params: Sequence[Any] = ()
     ) -> tuple[list[str], list[tuple[Any, ...]]]:
         """The column names and every row `sql` gives."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """`sql` once per row of parameters, in one transaction."""
-        raise NotImplementedError
 
+    @abstractmethod
     def record_outcomes(
         self,
         run_id: str,
         outcomes: Sequence[tuple[Event, Outcome]],
         attempts: Sequence[Attempt],
     ) -> None:
-        raise NotImplementedError
+        """Record final answers and every attempt, in one transaction."""
 
     def meta(self, key: str) -> str | None:
         rows = self._execute("SELECT value FROM meta WHERE key = ?", (key,))
