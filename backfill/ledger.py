@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -27,6 +28,10 @@ from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Statu
 
 SCHEMA_VERSION: Final = 3
 _LOOKUP_BATCH: Final = 500
+#: A PostgreSQL URL, with or without SQLAlchemy's driver (`postgresql+psycopg://`).
+_DRIVER: Final = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+#: SQLAlchemy's URL of a SQLite file: `sqlite:///relative.db`, `sqlite:////abs/path.db`.
+_SQLITE_URL: Final = re.compile(r"sqlite(?:\+\w+)?:///(.+)\Z")
 _STATUSES: Final = {str(status): status for status in Status}
 
 #: Forward migrations: index i upgrades a ledger from version i to i + 1.
@@ -694,11 +699,20 @@ if TYPE_CHECKING:
 def open_ledger(target: str, *, readonly: bool = False) -> Ledger:
     """The ledger a `--ledger` value names: a SQLite file, or a PostgreSQL database URL.
 
-    `readonly` (dry runs, validate) reads it as it is and creates nothing.
+    A SQLite file may be given as a path or as SQLAlchemy's `sqlite:///path`; a URL of any
+    other database is refused. `readonly` (dry runs, validate) reads the ledger as it is
+    and creates nothing.
     """
-    from backfill.ledger_pg import is_postgres_url
+    from backfill.config import is_url, mask_url
 
     if not is_postgres_url(target):
+        if (file := _SQLITE_URL.match(target)) is not None:
+            target = file.group(1)
+        elif is_url(target):
+            raise LedgerError(
+                f"--ledger {mask_url(target)}: a ledger is a SQLite file (a path, or "
+                "sqlite:///path) or a PostgreSQL database (postgresql+psycopg://...)"
+            )
         return SqliteLedger.open_readonly(target) if readonly else SqliteLedger.open(target)
     try:
         from backfill.ledger_pg import PostgresLedger
@@ -713,6 +727,14 @@ def open_ledger(target: str, *, readonly: bool = False) -> Ledger:
             return SqliteLedger.scratch(label=ledger.path)
         return ledger
     return PostgresLedger.open(target)
+
+
+def is_postgres_url(target: str) -> bool:
+    """Whether a `--ledger` value names a PostgreSQL database rather than a file.
+
+    Here, not in `backfill.ledger_pg`: that one needs psycopg, an extra.
+    """
+    return _DRIVER.match(target) is not None
 
 
 def _check(external_id: str) -> int:

@@ -20,8 +20,8 @@ import psycopg
 
 from backfill.config import mask_url
 from backfill.errors import LedgerError
+from backfill.ledger import _DRIVER, SCHEMA_VERSION, CustomerRecord, LedgerBase, _check
 from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
-from backfill.ledger import SCHEMA_VERSION, CustomerRecord, LedgerBase, _check
 from backfill.models import Attempt, Event, LedgerEntry, Outcome, Status
 
 #: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
@@ -61,12 +61,6 @@ assert len(MIGRATIONS) == SCHEMA_VERSION
 
 #: Migrations of concurrent runs wait for each other on this advisory lock.
 _MIGRATION_LOCK: Final = 0x706C61696E  # "plain"
-_DRIVER: Final = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
-
-
-def is_postgres_url(target: str) -> bool:
-    """Whether a `--ledger` value names a PostgreSQL database rather than a file."""
-    return _DRIVER.match(target) is not None
 
 
 def conninfo(url: str) -> str:

@@ -60,10 +60,10 @@ def read_header(source: SqlSource) -> list[str]:
     `SELECT * FROM (query) LIMIT 0`, which the database plans but need not run; a query
     that cannot be wrapped so (not a plain SELECT) runs as it is, up to its first row.
     """
-    from sqlalchemy import text
-    from sqlalchemy.exc import SQLAlchemyError
-
     with _connected(source) as conn, _failing_as_source(source, conn):
+        from sqlalchemy import text  # _connected said how to install it if it is missing
+        from sqlalchemy.exc import SQLAlchemyError
+
         inner = source.query.strip().rstrip(";").rstrip()
         wrapped = text(f"SELECT * FROM ({inner}\n) AS backfill_columns LIMIT 0")
         if source.params:

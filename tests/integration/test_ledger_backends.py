@@ -8,8 +8,8 @@ import psycopg
 import pytest
 
 from backfill.errors import LedgerError
-from backfill.ledger import SCHEMA_VERSION, CustomerRecord, SqliteLedger
-from backfill.ledger_pg import PostgresLedger, conninfo, is_postgres_url
+from backfill.ledger import SCHEMA_VERSION, CustomerRecord, SqliteLedger, is_postgres_url
+from backfill.ledger_pg import PostgresLedger, conninfo
 from backfill.models import Attempt, Invalid, Outcome, RowProblem, Status
 from tests.integration.test_ledger import event
 
