@@ -20,6 +20,7 @@ from backfill.mapping import load_mapping
 from backfill.models import Event
 from backfill.readers import sql
 from backfill.readers.csv import read_rows
+from backfill.readers.values import canonical
 from tests.conftest import MAPPING, SAMPLE, clean_env, cli, cli_popen, libpq
 from tests.integration.test_formats import MAPPING as ORDERS_MAPPING
 from tests.integration.test_formats import text
@@ -332,3 +333,46 @@ def test_the_columns_are_named_without_running_the_query(activity):
     names = sql.read_header(SqlSource(slow.query, activity, (("who", "x"),)))
     assert names == [*ACTIVITY_COLUMNS, "nap"]
     assert time.monotonic() - started < 5  # one row would take 10 s
+
+
+@pytest.mark.parametrize("zone", ["UTC", "Asia/Kolkata", "America/St_Johns"])
+def test_dates_times_and_numerics_read_as_text_equal_canonical_of_their_values(pg_url, zone):
+    """The reader takes these types as PostgreSQL's text and makes it canonical; that text
+    must be what `canonical` makes of the value psycopg would have loaded, in any zone."""
+    rand = random.Random(zone)
+    start = datetime(1901, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(3000):
+        at = start + timedelta(seconds=rand.randrange(4 * 10**9))
+        at = at.replace(microsecond=rand.choice([0, 0, 5000, 123456, 999999, 10]))
+        rows.append(
+            (
+                i,
+                at,
+                at.replace(tzinfo=None),
+                at.date(),
+                at.time(),
+                Decimal(rand.randrange(-(10**12), 10**12)).scaleb(-rand.randrange(0, 7)),
+            )
+        )
+    with psycopg.connect(libpq(make_url(pg_url))) as conn:
+        conn.execute(
+            "CREATE TABLE typed (i int, tz timestamptz, naive timestamp, d date, t time, n numeric)"
+        )
+        with conn.cursor().copy("COPY typed FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        conn.execute("INSERT INTO typed VALUES (-1, NULL, NULL, NULL, NULL, NULL)")
+    url = make_url(pg_url).update_query_dict({"options": f"-c TimeZone={zone}"})
+    url_text = url.render_as_string(hide_password=False)
+    shown = SqlSource("SELECT current_setting('TimeZone') AS zone", url_text)
+    assert next(sql.read_chunks(shown))[0].values == {"zone": zone}
+    source = SqlSource("SELECT * FROM typed ORDER BY i", url_text)
+    read = [row.values for chunk in sql.read_chunks(source) for row in chunk]
+    with psycopg.connect(libpq(make_url(pg_url)), options=f"-c TimeZone={zone}") as conn:
+        cur = conn.execute("SELECT * FROM typed ORDER BY i")
+        names = [d.name for d in cur.description or ()]
+        expected = [{n: canonical(v) for n, v in zip(names, r, strict=True)} for r in cur]
+    assert len(read) == len(rows) + 1
+    assert read == expected
+    assert read[0] == dict.fromkeys(names, "") | {"i": "-1"}
