@@ -376,3 +376,18 @@ def test_dates_times_and_numerics_read_as_text_equal_canonical_of_their_values(p
     assert len(read) == len(rows) + 1
     assert read == expected
     assert read[0] == dict.fromkeys(names, "") | {"i": "-1"}
+
+
+@pytest.mark.parametrize("params", [(), (("kind", "login"),)], ids=["no-params", "params"])
+def test_a_percent_sign_in_the_query_is_text_not_a_placeholder(activity, params):
+    kind = " AND event_type = :kind" if params else ""
+    query = (
+        f"SELECT count(*) AS n, '100%' AS pct FROM activity WHERE customer_email LIKE '%@%'{kind}"
+    )
+    (row,) = [
+        r.values for chunk in sql.read_chunks(SqlSource(query, activity, params)) for r in chunk
+    ]
+    assert row["pct"] == "100%"
+    sample = [r.values for r in read_rows(SAMPLE) if "@" in r.values["customer_email"]]
+    logins = [v for v in sample if v["event_type"] == "login"]
+    assert int(row["n"]) == len(logins if params else sample)
