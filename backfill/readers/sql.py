@@ -1,8 +1,9 @@
 """Rows of a SQL query, streamed through SQLAlchemy (the `sql` extra) with a server-side cursor.
 
 The query is sent as written, its `:name` parameters bound by the driver (never pasted
-into the text). Rows arrive a chunk at a time (`stream_results`, `yield_per`), so a
-table of any size reads in bounded memory. Typed values become text by the same rules
+into the text). Rows arrive a chunk at a time from a server-side cursor (psycopg's own
+on PostgreSQL, SQLAlchemy's `stream_results` elsewhere), so a table of any size reads in
+bounded memory. Typed values become text by the same rules
 as Parquet and JSON (`readers.values.canonical`), so a table gives the rows its CSV
 export gives. A row's position is its key columns' values (`id=42`, `a=1,b=x`), or its
 number (`row=7`) when the mapping's externalId is a template.
