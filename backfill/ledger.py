@@ -539,9 +539,7 @@ class SqliteLedger(LedgerBase):
         CRC-32 of the id beside it, so two ids are taken for one only when 96 bits agree;
         its rows stay small enough for a million of them to fit SQLite's cache.
         """
-        first: dict[str, tuple[str, str]] = {}
-        for ext_id, source, position in rows:
-            first.setdefault(ext_id, (source, position))
+        first = _first_places(rows)
         sources = self._seen_sources
         marks = json.dumps(
             [
@@ -561,19 +559,12 @@ class SqliteLedger(LedgerBase):
             inserted = self._conn.total_changes - before
         if inserted < len(first):
             # Some ids were seen in an earlier chunk: the table holds where.
-            names = list(sources)
             by_hash = {hash(k): k for k in first}
-            for h, check, source_index, position in self._where_in(
+            hits = self._where_in(
                 "SELECT h, crc, source, position FROM seen WHERE h IN ({marks})", by_hash
-            ):
-                ext_id = by_hash[h]
-                if check == _check(ext_id):  # not another id with the same hash
-                    first[ext_id] = (names[source_index], position)
-        return {
-            ext_id: first[ext_id]
-            for ext_id, source, position in rows
-            if first[ext_id] != (source, position)
-        }
+            )
+            _note_earlier(first, hits, by_hash, list(sources))
+        return _repeats(rows, first)
 
     # --- sending -----------------------------------------------------------------
 
@@ -735,6 +726,38 @@ def is_postgres_url(target: str) -> bool:
     Here, not in `backfill.ledger_pg`: that one needs psycopg, an extra.
     """
     return _DRIVER.match(target) is not None
+
+
+def _first_places(rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+    """Each id's first (source, position) among `rows` (id, source, position)."""
+    first: dict[str, tuple[str, str]] = {}
+    for ext_id, source, position in rows:
+        first.setdefault(ext_id, (source, position))
+    return first
+
+
+def _note_earlier(
+    first: dict[str, tuple[str, str]],
+    hits: Iterable[tuple[Any, ...]],
+    by_hash: Mapping[int, str],
+    sources: Sequence[str],
+) -> None:
+    """Where the seen table says ids were met before (rows of h, crc, source, position)."""
+    for h, check, source_index, position in hits:
+        ext_id = by_hash[h]
+        if check == _check(ext_id):  # not another id with the same hash
+            first[ext_id] = (sources[source_index], position)
+
+
+def _repeats(
+    rows: Sequence[tuple[str, str, str]], first: Mapping[str, tuple[str, str]]
+) -> dict[str, tuple[str, str]]:
+    """The rows whose id was first seen elsewhere, with where."""
+    return {
+        ext_id: first[ext_id]
+        for ext_id, source, position in rows
+        if first[ext_id] != (source, position)
+    }
 
 
 def _check(external_id: str) -> int:

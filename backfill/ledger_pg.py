@@ -20,7 +20,16 @@ import psycopg
 
 from backfill.config import mask_url
 from backfill.errors import LedgerError
-from backfill.ledger import _DRIVER, SCHEMA_VERSION, CustomerRecord, LedgerBase, _check
+from backfill.ledger import (
+    _DRIVER,
+    SCHEMA_VERSION,
+    CustomerRecord,
+    LedgerBase,
+    _check,
+    _first_places,
+    _note_earlier,
+    _repeats,
+)
 from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
 from backfill.models import Attempt, Event, LedgerEntry, Outcome, Status
 
@@ -278,9 +287,7 @@ class PostgresLedger(LedgerBase):
 
     def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
         """As `SqliteLedger.first_seen`: repeats within this run, from a temporary table."""
-        first: dict[str, tuple[str, str]] = {}
-        for ext_id, source, position in rows:
-            first.setdefault(ext_id, (source, position))
+        first = _first_places(rows)
         sources = self._seen_sources
         keys = list(first)
         with self._transaction() as cur:
@@ -296,19 +303,12 @@ class PostgresLedger(LedgerBase):
             )
             inserted = cur.rowcount
         if inserted < len(first):
-            names = list(sources)
             by_hash = {hash(k): k for k in keys}
-            for h, check, source_index, position in self._execute(
+            hits = self._execute(
                 "SELECT h, crc, source, position FROM seen WHERE h = ANY(%s)", (list(by_hash),)
-            ):
-                ext_id = by_hash[h]
-                if check == _check(ext_id):  # not another id with the same hash
-                    first[ext_id] = (names[source_index], position)
-        return {
-            ext_id: first[ext_id]
-            for ext_id, source, position in rows
-            if first[ext_id] != (source, position)
-        }
+            )
+            _note_earlier(first, hits, by_hash, list(sources))
+        return _repeats(rows, first)
 
     # --- sending -----------------------------------------------------------------
 
