@@ -135,6 +135,30 @@ def cli(verbose: int) -> None:
     is_flag=True,
     help="Read, map and plan against the ledger; send nothing, write nothing to the ledger.",
 )
+@click.option(
+    "--shard",
+    help="Take shard I of N (0 <= I < N, e.g. Airflow's map_index): a stable slice of the "
+    "rows by externalId hash, at 1/N of the rate budget [env BACKFILL_SHARD].",
+)
+@click.option(
+    "--since",
+    help="Only rows whose timestamp is at or after this ISO 8601 time (no offset: the "
+    "mapping's timezone); bound to :since in --source-sql.",
+)
+@click.option(
+    "--until",
+    help="Only rows whose timestamp is before this ISO 8601 time; bound to :until in --source-sql.",
+)
+@click.option(
+    "--retry-rejected",
+    is_flag=True,
+    help="Send again the rows Plain rejected (once the cause is fixed, e.g. customers created).",
+)
+@click.option(
+    "--code",
+    "retry_code",
+    help="With --retry-rejected: only the rows rejected with this error code.",
+)
 @_FORMAT
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or progress lines.")
 def run(

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 from backfill.errors import ConfigError
 from backfill.plain import DEFAULT_API_URL
 from backfill.ratelimit import parse_rate
+from backfill.selection import Shard, parse_bound
 
 DEFAULT_RATE: Final = "450/min"
 DEFAULT_CONCURRENCY: Final = 4
@@ -42,7 +44,7 @@ class _Unset:
 UNSET: Final = _Unset()
 
 #: Settings never read from the environment (repeatable options).
-_NOT_FROM_ENV: Final = frozenset({"params"})
+_NOT_FROM_ENV: Final = frozenset({"params", "retry_rejected", "retry_code"})
 _PARAM_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -97,11 +99,29 @@ class Settings:
     source_url: str = field(default="", repr=False)
     #: `name=value` parameters of `source_sql`.
     params: tuple[str, ...] = ()
+    #: `I/N`: this run takes shard I of N (by externalId hash); empty: every row.
+    shard: str = ""
+    #: ISO 8601 bounds on the mapping's timestamp column: since <= timestamp < until.
+    since: str = ""
+    until: str = ""
+    #: Send again the rows Plain rejected (all, or those with `retry_code`).
+    retry_rejected: bool = False
+    retry_code: str = ""
 
     @property
     def sql(self) -> SqlSource | None:
         """The SQL source, or None when the sources are files."""
         return sql_source(self.source_sql, self.source_url, self.params)
+
+    @property
+    def shard_spec(self) -> Shard | None:
+        return Shard.parse(self.shard) if self.shard.strip() else None
+
+    @property
+    def rate_share(self) -> float:
+        """This run's share of the workspace's budget: 1/N for a shard of N."""
+        shard = self.shard_spec
+        return 1.0 / shard.count if shard is not None else 1.0
 
     @property
     def rate_auto(self) -> bool:
@@ -149,6 +169,11 @@ class Settings:
             "source_sql": self.source_sql,
             "source_url": display_name(self.source_url),
             "params": list(self.params),
+            "shard": self.shard,
+            "since": self.since,
+            "until": self.until,
+            "retry_rejected": self.retry_rejected,
+            "retry_code": self.retry_code,
         }
 
 
@@ -434,6 +459,7 @@ def _check(settings: Settings) -> None:
         ("outage_limit", "outage_limit_s"),
         ("headroom", "headroom_share"),
         ("max_failures", "failure_limit"),
+        ("shard", "shard_spec"),
     ]
     for name, parsed in checks:
         try:
@@ -460,6 +486,15 @@ def _check(settings: Settings) -> None:
         raise ConfigError(
             "give either source files or --source-sql, not both (run one job per source)"
         )
+    try:
+        # Only the form is checked here: a bound without offset is read in the mapping's zone.
+        since, until = (parse_bound(getattr(settings, n), UTC, name=n) for n in ("since", "until"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if since is not None and until is not None and since >= until:
+        raise ConfigError(f"--since ({settings.since}) must be before --until ({settings.until})")
+    if settings.retry_code and not settings.retry_rejected:
+        raise ConfigError("--code picks which rejected rows to send again: give --retry-rejected")
     if not _is_http_url(settings.api_url):
         raise ConfigError(
             f"{_option('api_url')} must be an http(s) URL: {mask_url(settings.api_url)!r}"

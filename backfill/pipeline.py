@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import signal
 import threading
@@ -60,7 +61,7 @@ from backfill.models import (
     Workspace,
 )
 from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
-from backfill.planner import Decision, Planned, plan
+from backfill.planner import Decision, Planned, Resend, plan
 from backfill.readers import (
     FORMATS,
     CsvOptions,
@@ -72,6 +73,7 @@ from backfill.readers import (
 )
 from backfill.readers.files import kind_of
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
+from backfill.selection import Selection, Window, parse_bound
 from backfill.sender import Sender, SendOptions, Sent
 
 if TYPE_CHECKING:
@@ -161,7 +163,9 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
-    prepared = _prepare(settings.sources, settings.mapping, settings.format, settings.sql)
+    prepared = _prepare(
+        settings.sources, settings.mapping, settings.format, settings.sql, bounds=settings
+    )
     spec = prepared.spec
     dry_run = settings.dry_run
     if not settings.api_key and not dry_run:
@@ -174,7 +178,7 @@ async def arun(
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change, record=not dry_run)
         run_id = new_run_id()
-        folder = Path(settings.results_dir) / (f"{run_id}-dry-run" if dry_run else run_id)
+        folder = Path(settings.results_dir) / _folder_name(run_id, settings)
         say = notice or (lambda text: log.info("%s", text))
         job = _Job(settings, prepared, ledger, run_id, folder, say, progress, transport)
         if not dry_run:
@@ -190,6 +194,32 @@ async def arun(
         return await job.execute(handle_signals=handle_signals)
     finally:
         ledger.close()
+
+
+def _folder_name(run_id: str, settings: Settings) -> str:
+    """`<run_id>`, `<run_id>-shard-I-of-N`, and `-dry-run` after either."""
+    shard = settings.shard_spec
+    name = f"{run_id}-{shard.label}" if shard is not None else run_id
+    return f"{name}-dry-run" if settings.dry_run else name
+
+
+def selection(settings: Settings, spec: MappingSpec) -> Selection:
+    """The rows a run takes: its shard, in its window (bounds without offset in the
+    mapping's zone)."""
+    try:
+        window = Window(
+            since=parse_bound(settings.since, spec.tz, name="since"),
+            until=parse_bound(settings.until, spec.tz, name="until"),
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return Selection(
+        shard=settings.shard_spec,
+        window=window,
+        timestamp_column=spec.timestamp_column,
+        timestamp_unit=spec.timestamp_unit,
+        tz=spec.tz,
+    )
 
 
 def _issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
@@ -218,6 +248,14 @@ def _customer_refused(code: str, message: str) -> Outcome:
     return Outcome(
         Status.REJECTED, attempts=0, code=code, message=f"the customer upsert failed: {message}"
     )
+
+
+def _resend(settings: Settings) -> Resend:
+    """Which rejected rows this run sends again."""
+    if settings.retry_rejected:
+        return Resend(codes=frozenset({settings.retry_code}) if settings.retry_code else None)
+    # Customers that were missing are upserted now, so their events may go through.
+    return Resend(codes=frozenset({"not_found"}) if settings.upsert_customers else frozenset())
 
 
 def new_run_id() -> str:
@@ -342,6 +380,7 @@ class _Job:
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self.settings = settings
+        self.selection = selection(settings, prepared.spec)
         self.spec = prepared.spec
         self.mapper = prepared.mapper
         self.prepared = prepared
@@ -371,6 +410,7 @@ class _Job:
         #: Rows settled by earlier runs (and of those, the rejected), for --max-failures.
         self._earlier = self._failed_earlier = 0
         self._held: list[Event] = []  # rows another live run held when this one came to send
+        self._resend = _resend(settings)
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -502,7 +542,7 @@ class _Job:
             chunk_rows=self.settings.chunk_rows,
             progress=self.read_progress,
         ):
-            pairs = event_ids(self.mapper, chunk)
+            pairs = self.selection.keep(event_ids(self.mapper, chunk))
             ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
             known = lookups.submit(self._known, ids)
             ahead.append(_Identified(pairs, known, self.read_progress.fraction))
@@ -550,8 +590,7 @@ class _Job:
         events: list[Event] = []
         issues: list[tuple[Invalid, Status]] = []
         settled: list[Planned] = []
-        resend = frozenset({"not_found"}) if self.settings.upsert_customers else frozenset()
-        for item in plan(pairs, entries, first_seen, resend_codes=resend):
+        for item in plan(pairs, entries, first_seen, resend=self._resend):
             if item.decision == Decision.SEND:
                 mapped = map_row(
                     self.mapper,
@@ -795,7 +834,9 @@ class _Job:
                 url=settings.api_url,
                 api_key=settings.api_key,
                 options=SendOptions(
-                    rate_per_s=settings.rate_per_s,
+                    # A shard's share of the budget; under auto, of the learnt budget.
+                    rate_per_s=settings.rate_per_s * settings.rate_share,
+                    share=settings.rate_share,
                     max_retries=settings.max_retries,
                     timeout_s=settings.timeout_s,
                     concurrency=settings.concurrency,
@@ -1220,9 +1261,17 @@ class _Prepared:
 
 
 def _prepare(
-    sources: Sequence[str], mapping: str, fmt: str = "", sql: SqlSource | None = None
+    sources: Sequence[str],
+    mapping: str,
+    fmt: str = "",
+    sql: SqlSource | None = None,
+    *,
+    bounds: Settings | None = None,
 ) -> _Prepared:
-    """Load the mapping, find the files (or the query), check the columns before any row."""
+    """Load the mapping, find the files (or the query), check the columns before any row.
+
+    With `bounds`, its `--since` / `--until` are bound to a query's `:since` / `:until`.
+    """
     spec = load_mapping(mapping)
     mapper = compile_mapper(spec)
     if sql is not None:
@@ -1231,6 +1280,8 @@ def _prepare(
         from backfill.readers import sql as sql_reader
 
         sql = replace(sql, query=sql_reader.load_query(sql.query))
+        if bounds is not None:
+            sql = _bind_window(sql, selection(bounds, spec).window)
         check_columns(spec, sql_reader.read_header(sql), source=sql.shown)
         return _Prepared(spec, mapper, [], None, CsvOptions(), sql)
     if not sources:
@@ -1256,6 +1307,20 @@ def _prepare(
         if problem is not None:
             raise ConfigError(f"{problem}; nothing was sent")
     return _Prepared(spec, mapper, files, given, options)
+
+
+def _bind_window(sql: SqlSource, window: Window) -> SqlSource:
+    """Bind `--since` / `--until` to the query's `:since` / `:until`, unless `--param`
+    gives them. The rows are filtered by the window as well, bound or not."""
+    given = {name for name, _ in sql.params}
+    added = [
+        (name, bound.isoformat())
+        for name, bound in (("since", window.since), ("until", window.until))
+        if bound is not None
+        and name not in given
+        and re.search(rf"(?<![:\w]):{name}\b", sql.query) is not None
+    ]
+    return replace(sql, params=sql.params + tuple(added)) if added else sql
 
 
 def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:

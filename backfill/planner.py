@@ -28,20 +28,30 @@ class Planned:
     problem: RowProblem | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Resend:
+    """Which rejected rows are sent again: those refused with one of `codes`, or all (None)."""
+
+    codes: frozenset[str] | None = frozenset()
+
+    def __call__(self, entry: LedgerEntry) -> bool:
+        return self.codes is None or entry.code in self.codes
+
+
 def plan(
     rows: Sequence[tuple[SourceRow, str | RowProblem]],
     entries: Mapping[str, LedgerEntry],
     first_seen: Mapping[str, tuple[str, str]],
     *,
-    resend_codes: frozenset[str] = frozenset(),
+    resend: Resend = Resend(),
 ) -> list[Planned]:
     """Decide for each (row, externalId or problem) pair, in order.
 
     `entries` is what the ledger holds for these ids; `first_seen` says where an id
     repeated in this run's input was seen first (see `SqliteLedger.first_seen`).
     The table in README "Statuses" is this function. Rejected rows are kept, except
-    those refused with one of `resend_codes` (`not_found` when the run upserts the
-    customers that were missing).
+    those `resend` picks (`--retry-rejected [--code C]`, or `not_found` when the run
+    upserts the customers that were missing).
     """
     planned = []
     for row, ident in rows:
@@ -61,9 +71,7 @@ def plan(
         entry = entries.get(ident)
         if entry is not None and entry.status in DONE:
             planned.append(Planned(row, ident, Decision.SKIP_DONE, entry))
-        elif (
-            entry is not None and entry.status == Status.REJECTED and entry.code not in resend_codes
-        ):
+        elif entry is not None and entry.status == Status.REJECTED and not resend(entry):
             planned.append(Planned(row, ident, Decision.KEEP_REJECTED, entry))
         else:
             planned.append(Planned(row, ident, Decision.SEND, entry))

@@ -100,6 +100,9 @@ class AutoRate:
     """
 
     headroom: float = 0.1
+    #: The share of what is left after the headroom that this run spends (1/N for a shard
+    #: of N). Its siblings spend the rest: their traffic is expected, not "other traffic".
+    share: float = 1.0
     #: The window's length, once two resets have been seen (else the longest wait seen).
     window_s: float = 0.0
     #: The budget per window, as the last response said.
@@ -123,8 +126,8 @@ class AutoRate:
         self.limit = budget.limit
         self._longest = max(self._longest, budget.reset_in_s)
         window = self.window_s or self._longest
-        steady = budget.limit * (1 - self.headroom) / max(window, 1e-3)
-        spare = self._remaining - budget.limit * self.headroom - in_flight
+        steady = budget.limit * (1 - self.headroom) * self.share / max(window, 1e-3)
+        spare = (self._remaining - budget.limit * self.headroom) * self.share - in_flight
         left = self._reset_at - now
         if spare < 1 and left > 0:
             return steady, self._reset_at

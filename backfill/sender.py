@@ -64,6 +64,9 @@ class SendOptions:
     #: Learn the rate from Plain's headers (`rate_per_s` is where it starts), less `headroom`.
     rate_auto: bool = False
     headroom: float = 0.1
+    #: This sender's share of the workspace's budget (1/N for a shard of N): headroom is
+    #: taken off the workspace's budget once, and this share of the rest is spent.
+    share: float = 1.0
 
 
 class Sender:
@@ -88,7 +91,9 @@ class Sender:
         self.options = options
         self.pacer = Pacer(options.rate_per_s)
         #: With `--rate auto`: the learner that sets the pacer's rate from Plain's headers.
-        self.auto = AutoRate(headroom=options.headroom) if options.rate_auto else None
+        self.auto = (
+            AutoRate(headroom=options.headroom, share=options.share) if options.rate_auto else None
+        )
         self._in_flight = 0
         self.breaker = Breaker(limit_s=options.outage_limit_s)
         #: Events per request now: starts at the option, lowered when Plain refuses larger ones.
