@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, NoReturn
@@ -11,7 +12,7 @@ from typing import Any, NoReturn
 import click
 
 from backfill import config, pipeline
-from backfill.errors import BackfillError
+from backfill.errors import BackfillError, ConfigError
 from backfill.reports import render_summary, render_validation
 
 _FORMAT = click.option(
@@ -41,6 +42,30 @@ def _sql_options(command: Any) -> Any:
             "params",
             multiple=True,
             help="A query parameter as NAME=VALUE, bound to :NAME in --source-sql (repeatable).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _selection_options(command: Any) -> Any:
+    """`--shard`, `--since` and `--until`: the part of the rows a command takes."""
+    options = [
+        click.option(
+            "--shard",
+            help="Take shard I of N (0 <= I < N, e.g. Airflow's map_index): a stable slice of "
+            "the rows by externalId hash, at 1/N of the rate budget [env BACKFILL_SHARD].",
+        ),
+        click.option(
+            "--since",
+            help="Only rows whose timestamp is at or after this ISO 8601 time (no offset: the "
+            "mapping's timezone); bound to :since in --source-sql.",
+        ),
+        click.option(
+            "--until",
+            help="Only rows whose timestamp is before this ISO 8601 time; bound to :until in "
+            "--source-sql.",
         ),
     ]
     for option in reversed(options):
@@ -135,20 +160,7 @@ def cli(verbose: int) -> None:
     is_flag=True,
     help="Read, map and plan against the ledger; send nothing, write nothing to the ledger.",
 )
-@click.option(
-    "--shard",
-    help="Take shard I of N (0 <= I < N, e.g. Airflow's map_index): a stable slice of the "
-    "rows by externalId hash, at 1/N of the rate budget [env BACKFILL_SHARD].",
-)
-@click.option(
-    "--since",
-    help="Only rows whose timestamp is at or after this ISO 8601 time (no offset: the "
-    "mapping's timezone); bound to :since in --source-sql.",
-)
-@click.option(
-    "--until",
-    help="Only rows whose timestamp is before this ISO 8601 time; bound to :until in --source-sql.",
-)
+@_selection_options
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -272,6 +284,144 @@ def preview(
     except BackfillError as exc:
         _fail(exc)
     click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
+
+
+def _job_options(command: Any) -> Any:
+    """What `status` and `export` read: the ledger, and optionally the sources to check."""
+    options: list[Any] = [
+        click.argument("sources", nargs=-1),
+        click.option(
+            "--mapping",
+            "-m",
+            help="The mapping file: with SOURCES, also count what is left to send and the "
+            "delivered rows whose payload would change; without --ledger, its default ledger.",
+        ),
+        _sql_options,
+        click.option(
+            "--ledger",
+            help="The job's ledger (a SQLite file or a PostgreSQL URL) [default: the mapping's;"
+            " env BACKFILL_LEDGER].",
+        ),
+        click.option(
+            "--rate",
+            "eta_rate",
+            help="The rate the ETA assumes, e.g. 450/min [default: the last run's].",
+        ),
+        _selection_options,
+        _FORMAT,
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _job(
+    sources: tuple[str, ...], mapping: str | None, ledger: str | None, options: dict[str, Any]
+) -> tuple[str, config.Settings | None]:
+    """The ledger to read, and Settings to check the sources with (None without sources)."""
+    sql_given = options.get("source_sql")
+    if (sources or sql_given) and not mapping:
+        raise ConfigError("checking sources needs their --mapping")
+    target = ledger or os.environ.get("BACKFILL_LEDGER", "")
+    if not target:
+        if not mapping:
+            raise ConfigError("give --ledger, or --mapping to use its default ledger")
+        target = config.default_ledger(mapping)
+    if not (sources or sql_given):
+        return target, None
+    assert mapping is not None
+    settings = config.resolve(
+        sources=sources,
+        mapping=mapping,
+        trust_env=False,
+        ledger=target,
+        **{k: _given(v) for k, v in options.items()},
+    )
+    return target, settings
+
+
+@cli.command("status")
+@_job_options
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(
+    sources: tuple[str, ...],
+    mapping: str | None,
+    ledger: str | None,
+    eta_rate: str | None,
+    as_json: bool,
+    fmt: str | None,
+    **options: Any,
+) -> None:
+    """Counts per status, top error codes, recent runs, what is left and an ETA.
+
+    Reads the ledger only. With SOURCES (or --source-sql) and --mapping, also maps every
+    row again to count what is left to send and which delivered rows would now change.
+    """
+    from backfill.reports import render_status
+    from backfill.status import job_status
+
+    try:
+        target, settings = _job(sources, mapping, ledger, {"format": fmt, **options})
+        result = job_status(target, settings=settings, rate=eta_rate or "")
+    except BackfillError as exc:
+        _fail(exc)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=2))
+    else:
+        click.echo(render_status(result))
+
+
+@cli.command("export")
+@_job_options
+@click.option(
+    "--out",
+    "-o",
+    default="export",
+    show_default=True,
+    help="The folder to write results.csv and failed.csv into (and left.csv, changed.csv).",
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    help="Only rows with this status (repeatable), e.g. --status rejected.",
+)
+def export(
+    sources: tuple[str, ...],
+    mapping: str | None,
+    ledger: str | None,
+    eta_rate: str | None,
+    out: str,
+    statuses: tuple[str, ...],
+    fmt: str | None,
+    **options: Any,
+) -> None:
+    """Write the job's result CSVs from its ledger: every run and shard, merged.
+
+    With SOURCES (or --source-sql) and --mapping, also left.csv (rows a run would send
+    now) and changed.csv (delivered rows whose current mapping would send another payload).
+    """
+    from backfill.export import export_results
+
+    try:
+        target, settings = _job(sources, mapping, ledger, {"format": fmt, **options})
+        result = export_results(
+            target, out, statuses=statuses, settings=settings, rate=eta_rate or ""
+        )
+    except BackfillError as exc:
+        _fail(exc)
+    counts = ", ".join(f"{n} {name}" for name, n in sorted(result.by_status.items()))
+    click.echo(f"wrote {result.rows} rows ({counts or 'none'}) to {result.folder}")
+    for path in result.files:
+        click.echo(f"  {path}")
+    status = result.status
+    if status is not None and status.pending is not None:
+        eta = status.eta_s
+        when = f" (ETA {eta:.0f}s at {status.rate_per_s:.2f} events/s)" if eta is not None else ""
+        click.echo(
+            f"left to send: {status.pending.to_send}{when}; "
+            f"changed payloads: {status.pending.changed}"
+        )
 
 
 @cli.command("init")

@@ -26,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
 from backfill.errors import LedgerBusy, LedgerError
 from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 _LOOKUP_BATCH: Final = 500
 #: A PostgreSQL URL, with or without SQLAlchemy's driver (`postgresql+psycopg://`).
 _DRIVER: Final = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
@@ -119,6 +119,11 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """,
     """
     CREATE INDEX events_claimed ON events (claimed_by) WHERE claimed_by IS NOT NULL;
+    """,
+    # `status` and `export`: a source row's latest issue, and whether it became an event.
+    """
+    CREATE INDEX events_place ON events (source, position);
+    CREATE INDEX row_issues_place ON row_issues (source, position, created_at);
     """,
 )
 

@@ -1309,6 +1309,14 @@ def _prepare(
     return _Prepared(spec, mapper, files, given, options)
 
 
+def prepare_settings(settings: Settings) -> tuple[_Prepared, Selection]:
+    """A run's sources and mapping, checked, and the rows it takes."""
+    prepared = _prepare(
+        settings.sources, settings.mapping, settings.format, settings.sql, bounds=settings
+    )
+    return prepared, selection(settings, prepared.spec)
+
+
 def _bind_window(sql: SqlSource, window: Window) -> SqlSource:
     """Bind `--since` / `--until` to the query's `:since` / `:until`, unless `--param`
     gives them. The rows are filtered by the window as well, bound or not."""

@@ -15,11 +15,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, TYPE_CHECKING, Any, Final
 
 from backfill.errors import ConfigError
 from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow
 from backfill.planner import Planned
+
+if TYPE_CHECKING:
+    from backfill.status import JobStatus
 
 FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
 #: would_send.csv (dry runs): what a real run would send, and what the ledger holds now.
@@ -94,11 +97,7 @@ class ResultsWriter:
         )
 
     def write(self, row: ResultRow) -> None:
-        cells = _cells(row)
-        for n in _FREE_TEXT_INDEXES:
-            text = str(cells[n])
-            if text.startswith(_FORMULA_START):
-                cells[n] = "'" + text
+        cells = result_cells(row)
         self._results_csv.writerow(cells)
         if row.status in FAILED:
             self._failed_csv.writerow(cells)
@@ -161,8 +160,14 @@ _FREE_TEXT_INDEXES: Final = tuple(
 )
 
 
-def _cells(row: ResultRow) -> list[Any]:
-    return list(_GETTER(row))
+def result_cells(row: ResultRow) -> list[Any]:
+    """A result row's cells, its free text made inert in spreadsheets."""
+    cells = list(_GETTER(row))
+    for n in _FREE_TEXT_INDEXES:
+        text = str(cells[n])
+        if text.startswith(_FORMULA_START):
+            cells[n] = "'" + text
+    return cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,4 +295,63 @@ def render_validation(summary: ValidateSummary) -> str:
         lines += [f"    {example}" for example in summary.examples.get(code, [])]
     if summary.invalid:
         lines.append(f"invalid rows       {summary.invalid_csv}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def render_status(status: JobStatus) -> str:
+    """`backfill status` on one screen."""
+    lines = [f"ledger {status.ledger}"]
+    total = sum(status.counts.values())
+    lines.append(f"  rows               {total}")
+    for name, n in status.counts.items():
+        lines.append(f"  {name:<18} {n}")
+    if status.codes:
+        lines.append("errors (rows not delivered, by code)")
+        for code in status.codes:
+            sample = code.sample if len(code.sample) <= 100 else code.sample[:97] + "..."
+            lines.append(f"  {code.code:<22} {code.rows:>7} {code.status:<10} e.g. {sample}")
+    if status.runs:
+        lines.append("runs (newest first)")
+        for run in status.runs:
+            shard = f" shard {run.shard}" if run.shard else ""
+            exit_code = "-" if run.exit_code is None else run.exit_code
+            lines.append(
+                f"  {run.run_id}{shard}  {run.state} (exit {exit_code}),"
+                f" {run.delivered} delivered, {run.events_per_s:.1f} events/s"
+            )
+    pending = status.pending
+    if pending is not None:
+        lines.append(f"sources checked against the ledger ({pending.rows} rows)")
+        lines.append(
+            f"  left to send       {pending.to_send} ({pending.new} never sent, "
+            f"{pending.to_send - pending.new} to send again)"
+        )
+        lines.append(f"  invalid now        {pending.invalid}")
+        if pending.duplicates:
+            lines.append(f"  duplicate_in_source {pending.duplicates}")
+        lines.append(
+            f"  changed payloads   {pending.changed} delivered rows whose current mapping would "
+            "send another payload (not sent again)"
+        )
+        for ext_id in pending.changed_ids:
+            lines.append(f"    {ext_id}")
+    else:
+        lines.append(
+            f"left to send         {status.unsettled} retryable or in_flight (give the sources "
+            "and --mapping to count rows never sent)"
+        )
+    lines.append(
+        f"  ETA                {_duration(status.eta_s)} at {status.rate_per_s:.2f} events/s "
+        f"({status.rate_from})"
+    )
     return "\n".join(lines)

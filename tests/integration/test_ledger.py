@@ -136,7 +136,7 @@ def test_a_ledger_of_schema_1_is_upgraded_in_place_and_keeps_its_events(tmp_path
     conn.commit()
     conn.close()
     with SqliteLedger.open(str(path)) as ledger:
-        assert ledger.schema_version == SCHEMA_VERSION == 3
+        assert ledger.schema_version == SCHEMA_VERSION == 4
         assert ledger.query("SELECT name FROM sqlite_master WHERE name = 'events_claimed'")
         assert ledger.lookup(["ns_1"])["ns_1"].status == Status.DELIVERED
         assert ledger.customers(["emailAddress:a@b.example"]) == {}
