@@ -222,6 +222,15 @@ def selection(settings: Settings, spec: MappingSpec) -> Selection:
     )
 
 
+def _described(settings: Settings) -> str:
+    """The part of the job a run takes, as its summary says it."""
+    parts = [f"shard {settings.shard.strip()}" if settings.shard.strip() else ""]
+    parts += [
+        f"{name} {value}" for name in ("since", "until") if (value := getattr(settings, name))
+    ]
+    return ", ".join(part for part in parts if part)
+
+
 def _issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
     """The result line of a row that never became an event."""
     return ResultRow(
@@ -1057,6 +1066,7 @@ class _Job:
             outages=self.sender.breaker.outages if self.sender else 0,
             rate=self.settings.rate,
             learnt_budget=self._learnt_budget(),
+            selection=_described(self.settings),
         )
         if not self.settings.dry_run:
             self.ledger.end_run(

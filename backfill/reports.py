@@ -203,6 +203,8 @@ class RunSummary:
     rate: str = ""
     #: With `--rate auto`: the budget learnt from Plain's headers, e.g. "450 per 60s window".
     learnt_budget: str = ""
+    #: The part of the job this run took: "shard 1/4, since ..., until ..." (empty: all).
+    selection: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +240,8 @@ def render_summary(summary: RunSummary) -> str:
         lines.append(f"  {summary.message}")
     if summary.workspace_name or summary.workspace_id:
         lines.append(f"  workspace          {summary.workspace_name} ({summary.workspace_id})")
+    if summary.selection:
+        lines.append(f"  rows taken         {summary.selection}")
     lines.append(f"  rows read          {summary.rows_read}")
     for status, n in sorted(summary.counts.items()):
         lines.append(f"  {status:<18} {n}")

@@ -26,6 +26,7 @@ def test_the_shards_of_a_job_deliver_every_row_once_into_their_own_folders(fake_
     summaries = [run(settings_for(fake_plain, tmp_path, shard=f"{i}/3")) for i in range(3)]
     stats = fake_plain.stats()
     assert [s.exit_code for s in summaries] == [0, 0, 0]
+    assert [s.selection for s in summaries] == [f"shard {i}/3" for i in range(3)]
     assert set(stats.creations) == sample_ids() and set(stats.creations.values()) == {1}
     assert sum(s.rows_read for s in summaries) == SAMPLE_ROWS
     assert all(600 < s.rows_read < 1000 for s in summaries)
