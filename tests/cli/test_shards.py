@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+
+import pandas as pd
+
 from backfill.fakeplain import FakePlain
 from backfill.ledger_pg import PostgresLedger
-from tests.conftest import SAMPLE_ROWS, clean_env, cli_popen, run_args, sample_ids
+from tests.conftest import SAMPLE_ROWS, clean_env, cli, cli_popen, run_args, sample_ids
 
 ENV = clean_env(PLAIN_API_KEY="test-key")
 LIMIT = 120  # requests per 1 s window, the whole workspace's budget
@@ -38,6 +42,17 @@ def test_two_shard_processes_deliver_every_row_once_within_the_budget(pg_url, tm
     assert len(by_run) == 2 and all(450 < n < 750 for n in by_run.values())
     folders = {p.name.split("-", 2)[-1] for p in (tmp_path / "results").iterdir()}
     assert folders == {"shard-0-of-2", "shard-1-of-2"}
+    # status and export read the shared PostgreSQL ledger: both shards, merged.
+    shown = cli("status", "--ledger", pg_url, "--json", env=ENV)
+    assert shown.returncode == 0, shown.stderr
+    status = json.loads(shown.stdout)
+    assert status["counts"] == {"delivered": 1200} and status["left"] == 0
+    assert sorted(run["shard"] for run in status["runs"]) == ["0/2", "1/2"]
+    assert sum(run["delivered"] for run in status["runs"]) == 1200
+    exported = cli("export", "--ledger", pg_url, "--out", str(tmp_path / "export"), env=ENV)
+    assert exported.returncode == 0, exported.stderr
+    merged = pd.read_csv(tmp_path / "export" / "results.csv")
+    assert len(merged) == 1200 and set(merged["run_id"]) == set(by_run)
 
 
 def test_shards_learning_the_budget_share_it_and_leave_the_headroom_once(pg_url, tmp_path):
