@@ -260,11 +260,14 @@ def _customer_refused(code: str, message: str) -> Outcome:
 
 
 def _resend(settings: Settings) -> Resend:
-    """Which rejected rows this run sends again."""
-    if settings.retry_rejected:
-        return Resend(codes=frozenset({settings.retry_code}) if settings.retry_code else None)
-    # Customers that were missing are upserted now, so their events may go through.
-    return Resend(codes=frozenset({"not_found"}) if settings.upsert_customers else frozenset())
+    """Which rejected rows this run sends again: `--retry-rejected` (all, or one code), and
+    with `--upsert-customers` those refused for a missing customer, upserted now."""
+    if settings.retry_rejected and not settings.retry_code:
+        return Resend(codes=None)
+    codes = {settings.retry_code} if settings.retry_rejected else set()
+    if settings.upsert_customers:
+        codes.add("not_found")
+    return Resend(codes=frozenset(codes))
 
 
 def new_run_id() -> str:

@@ -133,3 +133,25 @@ def test_a_shards_auto_rate_is_its_share_of_the_budget_after_the_headroom():
     # The headroom is taken once, off the workspace's budget: the shards sum to the whole.
     assert sum(halves) == pytest.approx(whole)
     assert whole == pytest.approx(9.0)
+
+
+@pytest.mark.parametrize(
+    "options, resent",
+    [
+        ({}, set()),
+        ({"retry_rejected": True}, {"not_found", "validation_error", "forbidden"}),
+        ({"retry_rejected": True, "retry_code": "forbidden"}, {"forbidden"}),
+        ({"upsert_customers": True}, {"not_found"}),
+        (
+            {"retry_rejected": True, "retry_code": "forbidden", "upsert_customers": True},
+            {"forbidden", "not_found"},
+        ),
+    ],
+)
+def test_which_rejected_rows_a_run_sends_again(options, resent):
+    from backfill.config import resolve
+    from backfill.pipeline import _resend
+
+    resend = _resend(resolve(sources=("a.csv",), mapping="m.toml", trust_env=False, **options))
+    codes = {"not_found", "validation_error", "forbidden"}
+    assert {code for code in codes if resend(_entry(code))} == resent
