@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -1294,7 +1294,15 @@ def _prepare(
 
         sql = replace(sql, query=sql_reader.load_query(sql.query))
         if bounds is not None:
-            sql = _bind_window(sql, selection(bounds, spec).window)
+            window = selection(bounds, spec).window
+            sql = bind_window(
+                sql,
+                {
+                    name: bound.isoformat()
+                    for name, bound in (("since", window.since), ("until", window.until))
+                    if bound is not None
+                },
+            )
         check_columns(spec, sql_reader.read_header(sql), source=sql.shown)
         return _Prepared(spec, mapper, [], None, CsvOptions(), sql)
     if not sources:
@@ -1330,18 +1338,17 @@ def prepare_settings(settings: Settings) -> tuple[_Prepared, Selection]:
     return prepared, selection(settings, prepared.spec)
 
 
-def _bind_window(sql: SqlSource, window: Window) -> SqlSource:
-    """Bind `--since` / `--until` to the query's `:since` / `:until`, unless `--param`
-    gives them. The rows are filtered by the window as well, bound or not."""
+def bind_window(sql: SqlSource, bounds: Mapping[str, str]) -> SqlSource:
+    """Bind `since` / `until` (ISO 8601 text) to the query's `:since` / `:until`, unless
+    `--param` gives them or the query does not name them. A run filters the rows by its
+    window as well, bound or not."""
     given = {name for name, _ in sql.params}
-    added = [
-        (name, bound.isoformat())
-        for name, bound in (("since", window.since), ("until", window.until))
-        if bound is not None
-        and name not in given
-        and re.search(rf"(?<![:\w]):{name}\b", sql.query) is not None
-    ]
-    return replace(sql, params=sql.params + tuple(added)) if added else sql
+    added = tuple(
+        (name, value)
+        for name, value in bounds.items()
+        if value and name not in given and re.search(rf"(?<![:\w]):{name}\b", sql.query) is not None
+    )
+    return replace(sql, params=sql.params + added) if added else sql
 
 
 def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:

@@ -36,10 +36,12 @@ if [ -z "${BACKFILL_TEST_PG_URL:-}" ]; then
 fi
 
 echo "== ruff format --check"
-"$VENV/bin/ruff" format --check backfill tests scripts benchmarks
+"$VENV/bin/ruff" format --check backfill tests scripts benchmarks examples
 echo "== ruff check"
-"$VENV/bin/ruff" check backfill tests scripts benchmarks
+"$VENV/bin/ruff" check backfill tests scripts benchmarks examples
 echo "== mypy"
 "$VENV/bin/mypy"
 echo "== pytest"
 "$VENV/bin/pytest" -q "$@"
+echo "== airflow (its own venv)"
+bash scripts/test_airflow.sh
