@@ -31,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -42,7 +42,6 @@ from backfill.config import (
     DEFAULT_RESULTS_DIR,
     UNSET,
     Settings,
-    SqlSource,
     mask_url,
     resolve,
 )
@@ -231,25 +230,24 @@ def validate_task(
     """Map the job's rows offline (no key, no ledger); write invalid.csv; return counts.
 
     A broken mapping or an unreadable source raises (the task fails before any shard
-    starts). Invalid rows are logged with examples and do not fail the task (each shard
-    reports its own in failed.csv, and a later run maps them again) unless there are
-    more than `job.max_invalid`: then it fails without retries (the same rows would
-    be read again). A `source_sql` query gets the interval as `:since` and
-    `:until` when it names them, as a shard's run does.
+    starts). Only the interval's rows are checked, as the shards take them (a
+    `source_sql` query gets the interval as `:since` and `:until`). Invalid rows are
+    logged with examples and do not fail the task (each shard reports its own in
+    failed.csv, and a later run maps them again) unless there are more than
+    `job.max_invalid`: then it fails without retries (the same rows would be read again).
     """
     settings = job.settings(
         since=_bound(since), until=_bound(until), results_dir=_run_folder(job, run_id)
     )
-    sql = settings.sql
-    if sql is not None:
-        sql = _with_window(sql, {"since": settings.since, "until": settings.until})
     checked = pipeline.validate(
         settings.sources,
         settings.mapping,
         results_dir=settings.results_dir,
         upsert_customers=settings.upsert_customers,
         fmt=settings.format,
-        sql=sql,
+        sql=settings.sql,
+        since=settings.since,
+        until=settings.until,
     )
     result: dict[str, Any] = {
         "rows_read": checked.rows_read,
@@ -430,13 +428,6 @@ def _fail_without_retry(message: str) -> NoReturn:
 def _bound(value: datetime | str | None) -> str:
     """A `since` / `until` setting from one end of a data interval (None: open)."""
     return value.isoformat() if isinstance(value, datetime) else (value or "")
-
-
-def _with_window(sql: SqlSource, window: Mapping[str, str]) -> SqlSource:
-    """A query (its `@file` read) with `:since` / `:until` bound to the window."""
-    from backfill.readers.sql import load_query
-
-    return pipeline.bind_window(replace(sql, query=load_query(sql.query)), window)
 
 
 def _run_folder(job: BackfillJob, run_id: str) -> str:

@@ -210,6 +210,7 @@ def run(
 @click.option(
     "--upsert-customers", is_flag=True, help="Also check each row's customer can be upserted."
 )
+@_selection_options
 @_FORMAT
 def validate(
     sources: tuple[str, ...],
@@ -221,6 +222,9 @@ def validate(
     source_sql: str | None,
     source_url: str | None,
     params: tuple[str, ...],
+    shard: str | None,
+    since: str | None,
+    until: str | None,
 ) -> None:
     """Map every row offline, exactly as run would; exit 1 if any row is invalid.
 
@@ -235,6 +239,9 @@ def validate(
             upsert_customers=upsert_customers,
             fmt=fmt or "",
             sql=_sql(source_sql, source_url, params),
+            shard=shard or "",
+            since=since or "",
+            until=until or "",
         )
     except BackfillError as exc:
         _fail(exc)
@@ -322,6 +329,14 @@ def _job(
     sql_given = options.get("source_sql")
     if (sources or sql_given) and not mapping:
         raise ConfigError("checking sources needs their --mapping")
+    if not (sources or sql_given):
+        given = [name for name, value in options.items() if value not in (None, (), "")]
+        if given:
+            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
+            raise ConfigError(
+                f"{flags} pick rows of the sources: give SOURCE... (or --source-sql) and "
+                "--mapping, or leave them out to summarise the whole ledger"
+            )
     target = ledger or os.environ.get("BACKFILL_LEDGER", "")
     if not target:
         if not mapping:
@@ -333,7 +348,6 @@ def _job(
     settings = config.resolve(
         sources=sources,
         mapping=mapping,
-        trust_env=False,
         ledger=target,
         **{k: _given(v) for k, v in options.items()},
     )

@@ -22,7 +22,7 @@ from backfill.errors import ConfigError
 from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow, Status
 from backfill.planner import Planned
 from backfill.reports import iso, result_cells
-from backfill.status import LATEST_ISSUES, JobStatus, job_status, read_ledger
+from backfill.status import LATEST_ISSUES, JobStatus, job_status, read_ledger, superseded
 
 if TYPE_CHECKING:
     from backfill.ledger import Ledger
@@ -127,14 +127,17 @@ class _Csv:
 def _rows(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
     """Every event in externalId order, then every row that never became one."""
     if wanted & {str(s) for s in Status if s not in (Status.INVALID, Status.DUPLICATE_IN_SOURCE)}:
-        yield from _events(ledger, wanted)
+        yield from _events(ledger, wanted, frozenset(superseded(ledger)))
     if wanted & {"invalid", "duplicate_in_source"}:
         yield from _issues(ledger, wanted)
 
 
-def _events(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
+def _events(
+    ledger: Ledger, wanted: frozenset[str], left_out: frozenset[str]
+) -> Iterator[ResultRow]:
     """Pages in externalId order along the primary key; a status filter is applied here,
-    not in SQL, where it would make the database sort what is left on every page."""
+    not in SQL, where it would make the database sort what is left on every page.
+    `left_out`: events whose row a later run found invalid (its issue row stands for it)."""
     after = ""
     while True:
         page = ledger.query(
@@ -144,7 +147,7 @@ def _events(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
             (after, PAGE),
         )
         for ext_id, run_id, status, event_id, source, position, code, message, *rest in page:
-            if status not in wanted:
+            if status not in wanted or ext_id in left_out:
                 continue
             timestamp, attempts, sent_at, answered_at, latency = rest
             yield ResultRow(

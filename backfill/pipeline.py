@@ -73,7 +73,7 @@ from backfill.readers import (
 )
 from backfill.readers.files import kind_of
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
-from backfill.selection import Selection, Window, parse_bound
+from backfill.selection import Selection, Shard, Window, parse_bound, query_bounds
 from backfill.sender import Sender, SendOptions, Sent
 
 if TYPE_CHECKING:
@@ -164,7 +164,11 @@ async def arun(
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
     prepared = _prepare(
-        settings.sources, settings.mapping, settings.format, settings.sql, bounds=settings
+        settings.sources,
+        settings.mapping,
+        settings.format,
+        settings.sql,
+        window=(settings.since, settings.until),
     )
     spec = prepared.spec
     dry_run = settings.dry_run
@@ -203,18 +207,19 @@ def _folder_name(run_id: str, settings: Settings) -> str:
     return f"{name}-dry-run" if settings.dry_run else name
 
 
-def selection(settings: Settings, spec: MappingSpec) -> Selection:
-    """The rows a run takes: its shard, in its window (bounds without offset in the
-    mapping's zone)."""
+def selection(spec: MappingSpec, *, shard: str = "", since: str = "", until: str = "") -> Selection:
+    """The rows a run takes: its shard (`I/N`), in its window (bounds without offset in
+    the mapping's zone)."""
     try:
         window = Window(
-            since=parse_bound(settings.since, spec.tz, name="since"),
-            until=parse_bound(settings.until, spec.tz, name="until"),
+            since=parse_bound(since, spec.tz, name="since"),
+            until=parse_bound(until, spec.tz, name="until"),
         )
+        shard_spec = Shard.parse(shard) if shard.strip() else None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return Selection(
-        shard=settings.shard_spec,
+        shard=shard_spec,
         window=window,
         timestamp_column=spec.timestamp_column,
         timestamp_unit=spec.timestamp_unit,
@@ -392,7 +397,9 @@ class _Job:
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self.settings = settings
-        self.selection = selection(settings, prepared.spec)
+        self.selection = selection(
+            prepared.spec, shard=settings.shard, since=settings.since, until=settings.until
+        )
         self.spec = prepared.spec
         self.mapper = prepared.mapper
         self.prepared = prepared
@@ -1099,18 +1106,23 @@ def validate(
     progress: Callable[[int], None] | None = None,
     fmt: str = "",
     sql: SqlSource | None = None,
+    shard: str = "",
+    since: str = "",
+    until: str = "",
 ) -> ValidateSummary:
     """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
 
     No network, no ledger: duplicates are found through a scratch database. With `sql`
     (see `config.sql_source`) the rows come from that query and `sources` must be empty.
+    `shard`, `since` and `until` check only the rows a run with those options takes.
 
     >>> summary = validate(["data/sample_activity.csv"], "data/mapping.toml")  # doctest: +SKIP
     >>> summary.invalid
     0
     """
-    prepared = _prepare(sources, mapping, fmt, sql)
+    prepared = _prepare(sources, mapping, fmt, sql, window=(since, until))
     spec, mapper = prepared.spec, prepared.mapper
+    taken = selection(spec, shard=shard, since=since, until=until)
     if upsert_customers:
         _check_upsert(spec)
     check_id = "validate-" + new_run_id()
@@ -1122,8 +1134,8 @@ def validate(
     # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
     with SqliteLedger.scratch() as scratch:
         for chunk in prepared.chunks(limit=limit):
-            rows += len(chunk)
-            pairs = event_ids(mapper, chunk)
+            pairs = taken.keep(event_ids(mapper, chunk))
+            rows += len(pairs)
             first_seen = scratch.first_seen(
                 [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
             )
@@ -1279,11 +1291,12 @@ def _prepare(
     fmt: str = "",
     sql: SqlSource | None = None,
     *,
-    bounds: Settings | None = None,
+    window: tuple[str, str] = ("", ""),
 ) -> _Prepared:
     """Load the mapping, find the files (or the query), check the columns before any row.
 
-    With `bounds`, its `--since` / `--until` are bound to a query's `:since` / `:until`.
+    A `window` (`--since`, `--until`) is bound to a query's `:since` / `:until`, widened
+    to whole days (see `selection.query_bounds`): the run keeps the window's rows exactly.
     """
     spec = load_mapping(mapping)
     mapper = compile_mapper(spec)
@@ -1293,16 +1306,8 @@ def _prepare(
         from backfill.readers import sql as sql_reader
 
         sql = replace(sql, query=sql_reader.load_query(sql.query))
-        if bounds is not None:
-            window = selection(bounds, spec).window
-            sql = bind_window(
-                sql,
-                {
-                    name: bound.isoformat()
-                    for name, bound in (("since", window.since), ("until", window.until))
-                    if bound is not None
-                },
-            )
+        since, until = window
+        sql = bind_window(sql, query_bounds(selection(spec, since=since, until=until)))
         check_columns(spec, sql_reader.read_header(sql), source=sql.shown)
         return _Prepared(spec, mapper, [], None, CsvOptions(), sql)
     if not sources:
@@ -1333,9 +1338,15 @@ def _prepare(
 def prepare_settings(settings: Settings) -> tuple[_Prepared, Selection]:
     """A run's sources and mapping, checked, and the rows it takes."""
     prepared = _prepare(
-        settings.sources, settings.mapping, settings.format, settings.sql, bounds=settings
+        settings.sources,
+        settings.mapping,
+        settings.format,
+        settings.sql,
+        window=(settings.since, settings.until),
     )
-    return prepared, selection(settings, prepared.spec)
+    return prepared, selection(
+        prepared.spec, shard=settings.shard, since=settings.since, until=settings.until
+    )
 
 
 def bind_window(sql: SqlSource, bounds: Mapping[str, str]) -> SqlSource:

@@ -10,10 +10,11 @@ its source and position instead, so exactly one shard reports it.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Final
 
 from backfill.ids import KeyValueError, parse_epoch, parse_timestamp
@@ -147,3 +148,34 @@ class Selection:
             return parse_timestamp(text, self.tz)
         except KeyValueError:
             return None
+
+
+#: How far the bounds bound into a query reach beyond the window: a query compares them
+#: with its column as the database sees it (text in another ISO form, or a timestamp
+#: without zone in another zone), so it fetches whole days around the window and the run
+#: keeps exactly the window's rows.
+QUERY_MARGIN: Final = timedelta(days=1)
+_UNITS: Final = {"s": 1, "ms": 1_000, "us": 1_000_000}
+
+
+def query_bounds(selection: Selection) -> dict[str, str]:
+    """`since` / `until` for a query's `:since` / `:until`: whole days (`YYYY-MM-DD`) at
+    least a day beyond the window, or Unix time in the column's unit.
+
+    >>> window = Window(datetime(2024, 5, 1, 4, tzinfo=UTC), datetime(2024, 5, 2, 4, tzinfo=UTC))
+    >>> query_bounds(Selection(window=window))
+    {'since': '2024-04-30', 'until': '2024-05-04'}
+    """
+    bounds = {}
+    for name, bound, step in (
+        ("since", selection.window.since, -QUERY_MARGIN),
+        ("until", selection.window.until, QUERY_MARGIN * 2),
+    ):
+        if bound is None:
+            continue
+        if selection.timestamp_unit:
+            moment = bound + step
+            bounds[name] = str(math.floor(moment.timestamp()) * _UNITS[selection.timestamp_unit])
+        else:
+            bounds[name] = (bound + step).date().isoformat()
+    return bounds

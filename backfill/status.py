@@ -9,6 +9,7 @@ differently (their payload hash changed).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from backfill.config import AUTO_START_RATE, Settings
-from backfill.errors import LedgerError
+from backfill.errors import ConfigError, LedgerError
 from backfill.ledger import open_ledger
 from backfill.mapper import event_ids, map_row
 from backfill.models import Event, Status
@@ -162,11 +163,12 @@ class read_ledger:  # noqa: N801 - used as a function
         from backfill.config import is_url
         from backfill.ledger import is_postgres_url
 
-        if not is_postgres_url(self.target) and not is_url(self.target):
+        if not is_postgres_url(self.target):
             from pathlib import Path
 
-            if not Path(self.target).is_file():
-                raise LedgerError(f"no ledger at {self.target}: give --ledger (a run's ledger)")
+            file = re.sub(r"^sqlite(?:\+\w+)?:///", "", self.target)
+            if not is_url(file) and not Path(file).is_file():
+                raise LedgerError(f"no ledger at {file}: give --ledger (a run's ledger)")
         self.ledger = open_ledger(self.target, readonly=True)
         return self.ledger
 
@@ -179,23 +181,42 @@ def issue_aware_counts(ledger: Ledger) -> dict[str, int]:
     """Rows per status: the events, and the rows that never became one (invalid,
     duplicate_in_source) as the latest run that read them found them."""
     counts = Counter(ledger.status_counts())
+    counts.subtract(superseded(ledger).values())
     for status, n in ledger.query(
         f"SELECT status, COUNT(*) FROM ({LATEST_ISSUES}) AS latest GROUP BY status"
     ):
         counts[str(status)] += int(n)
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+    return dict(sorted(((s, n) for s, n in counts.items() if n > 0), key=lambda kv: -kv[1]))
 
 
-#: Each source row's latest issue, unless the row has become an event since.
+#: Each source row's latest issue, unless the row has become an event since. Joins, not
+#: correlated subqueries: a ledger of an older version, opened read-only, may lack the
+#: indexes on places (schema version 4), and the database then hashes instead.
 LATEST_ISSUES: Final = (
     "SELECT i.run_id, i.external_id, i.status, i.source, i.position, i.column_name,"
     " i.code, i.message, i.created_at FROM row_issues i"
-    " WHERE i.created_at = (SELECT MAX(l.created_at) FROM row_issues l"
-    " WHERE l.source = i.source AND l.position = i.position)"
-    " AND NOT EXISTS (SELECT 1 FROM events e WHERE e.source = i.source"
-    " AND e.position = i.position AND e.updated_at > i.created_at"
-    " AND (i.status <> 'duplicate_in_source' OR e.external_id <> i.external_id))"
+    " JOIN (SELECT source, position, MAX(created_at) AS latest FROM row_issues"
+    " GROUP BY source, position) l ON l.source = i.source AND l.position = i.position"
+    " AND l.latest = i.created_at"
+    " LEFT JOIN events e ON e.source = i.source AND e.position = i.position"
+    " AND e.updated_at > i.created_at"
+    " AND (i.status <> 'duplicate_in_source' OR e.external_id <> i.external_id)"
+    " WHERE e.external_id IS NULL"
 )
+#: Events not delivered whose row a later run found invalid: the row's word now is
+#: `invalid` (a re-run maps it again rather than sending the event). Delivered events
+#: always count: they are in Plain.
+SUPERSEDED: Final = (
+    "SELECT e.external_id, e.status FROM events e"
+    f" JOIN ({LATEST_ISSUES}) AS i ON i.source = e.source AND i.position = e.position"
+    " AND i.created_at > e.updated_at AND i.status = 'invalid'"
+    " WHERE e.status IN ('rejected', 'retryable', 'in_flight')"
+)
+
+
+def superseded(ledger: Ledger) -> dict[str, str]:
+    """The events `SUPERSEDED` leaves out, with their status."""
+    return {str(ext_id): str(status) for ext_id, status in ledger.query(SUPERSEDED)}
 
 
 def top_codes(ledger: Ledger, limit: int = TOP_CODES) -> list[CodeCount]:
@@ -239,16 +260,41 @@ def run_lines(ledger: Ledger, limit: int) -> list[RunLine]:
 
 
 def _eta_rate(ledger: Ledger, rate: str, lines: Sequence[RunLine]) -> tuple[float, str]:
-    if rate:
-        return parse_rate(rate), f"--rate {rate}"
+    """Events per second the ETA assumes, and where that figure comes from.
+
+    A given rate (the whole workspace's, shards included); else the last run's `--rate`;
+    under `auto`, the pace the last runs measured, summed over shards that ran together.
+    """
+    if rate and not _is_auto(rate):
+        try:
+            return parse_rate(rate), f"--rate {rate}"
+        except ValueError as exc:
+            raise ConfigError(f"--rate: {exc}") from None
     rows = ledger.query("SELECT options FROM runs ORDER BY started_at DESC LIMIT 1")
     given = str(json.loads(rows[0][0] or "{}").get("rate") or "") if rows else ""
-    if given and given.strip().lower() != "auto":
+    if given and not rate and not _is_auto(given):
         return parse_rate(given), f"the last run's --rate {given}"
-    measured = next((line.events_per_s for line in lines if line.delivered), 0.0)
+    measured = _measured_pace(lines)
     if measured:
-        return measured, "the last run's measured pace"
+        return measured, "the pace the last runs measured (shards running together summed)"
     return parse_rate(AUTO_START_RATE), f"{AUTO_START_RATE} (no run to measure yet)"
+
+
+def _is_auto(rate: str) -> bool:
+    return rate.strip().lower() == "auto"
+
+
+def _measured_pace(lines: Sequence[RunLine]) -> float:
+    """The newest run that delivered, and every run that overlapped it in time."""
+    newest = next((line for line in lines if line.delivered), None)
+    if newest is None:
+        return 0.0
+    end = newest.ended_at or time.time()
+    return sum(
+        line.events_per_s
+        for line in lines
+        if line.delivered and line.started_at < end and (line.ended_at or end) > newest.started_at
+    )
 
 
 #: How many changed externalIds `Pending` keeps for display.

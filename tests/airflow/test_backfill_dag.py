@@ -249,4 +249,5 @@ def test_a_query_source_gets_the_interval_as_since_and_until(
     june = sample_ids(datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 7, 1, tzinfo=UTC))
     stats = fake_plain.stats()
     assert set(stats.creations) == june and set(stats.creations.values()) == {1}
-    assert xcoms(run)[("validate", -1)]["rows_read"] == 2400
+    # validate checks the rows of the interval, as the shards take them.
+    assert xcoms(run)[("validate", -1)]["rows_read"] == len(june)

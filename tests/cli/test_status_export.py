@@ -249,3 +249,51 @@ def test_a_missing_ledger_is_a_clear_error(tmp_path):
     assert done.returncode == 2 and "no ledger at" in done.stderr
     done = cli("export", env=ENV, cwd=tmp_path)
     assert done.returncode == 2 and "--ledger" in done.stderr
+
+
+def test_status_takes_auto_as_the_measured_pace_and_refuses_options_without_sources(job):
+    auto = cli("status", "--ledger", "ledger.sqlite", "--rate", "auto", "--json", env=ENV, cwd=job)
+    assert auto.returncode == 0, auto.stderr
+    assert "measured" in json.loads(auto.stdout)["rate_from"]
+    bad = cli("status", "--ledger", "ledger.sqlite", "--rate", "fast", env=ENV, cwd=job)
+    assert bad.returncode == 2 and "--rate" in bad.stderr and "Traceback" not in bad.stderr
+    for option in (["--shard", "1/2"], ["--since", "2024-01-01"], ["--source-url", "sqlite://"]):
+        refused = cli("status", "--ledger", "ledger.sqlite", *option, env=ENV, cwd=job)
+        assert refused.returncode == 2 and "pick rows of the sources" in refused.stderr
+    missing = cli("export", "--ledger", "sqlite:///nowhere.sqlite", env=ENV, cwd=job)
+    assert missing.returncode == 2 and "no ledger at nowhere.sqlite" in missing.stderr
+
+
+def test_a_row_found_invalid_after_a_failed_send_counts_once_as_invalid(fake_plain, tmp_path):
+    from backfill.pipeline import run
+    from tests.conftest import settings_for
+
+    source = tmp_path / "a.csv"
+    shutil.copy(SAMPLE, source)
+    fake_plain.faults = Faults(fail_next=3)
+    first = run(
+        settings_for(
+            fake_plain, tmp_path, sources=(str(source),), limit=50, max_retries=0, concurrency=1
+        )
+    )
+    failed = first.counts["retryable"]
+    assert failed >= 1
+    # The source is fixed upstream... and those rows now have a broken timestamp.
+    with sqlite3.connect(tmp_path / "ledger.sqlite") as db:
+        lines = {
+            int(p) for (p,) in db.execute("SELECT position FROM events WHERE status = 'retryable'")
+        }
+    text = source.read_text(encoding="utf-8").splitlines(keepends=True)
+    for line in lines:
+        fields = text[line - 1].split(",")
+        fields[1] = "not a time"
+        text[line - 1] = ",".join(fields)
+    source.write_text("".join(text), encoding="utf-8")
+    second = run(settings_for(fake_plain, tmp_path, sources=(str(source),), limit=50))
+    assert second.counts.get("invalid") == failed
+    status = json.loads(cli("status", "--ledger", str(tmp_path / "ledger.sqlite"), "--json").stdout)
+    assert status["counts"] == {"delivered": 50 - failed, "invalid": failed}
+    assert status["left"] == 0
+    cli("export", "--ledger", str(tmp_path / "ledger.sqlite"), "--out", str(tmp_path / "x"))
+    exported = pd.read_csv(tmp_path / "x" / "results.csv")
+    assert len(exported) == 50 and exported["position"].is_unique

@@ -154,3 +154,66 @@ def test_retry_rejected_sends_again_the_rows_plain_refused_once_the_cause_is_fix
     # The ledger keeps each attempt's outcome: refused first, delivered on the retry.
     assert len(outcomes) == len(missing)
     assert {o for _, o in outcomes} == {"rejected,delivered"}
+
+
+def test_a_sql_sources_intervals_deliver_each_row_once_whatever_its_text_form(fake_plain, tmp_path):
+    # The sample's timestamps are text in several ISO forms ("2023-01-05 09:20:03",
+    # "...T...+00:00"); the query compares them as text with the bound :since / :until.
+    database = tmp_path / "activity.db"
+    rows = _rows()
+    with sqlite3.connect(database) as db:
+        columns = list(rows[0])
+        db.execute(f"CREATE TABLE activity ({', '.join(columns)})")
+        db.executemany(
+            f"INSERT INTO activity VALUES ({', '.join('?' for _ in columns)})",
+            [[row[c] for c in columns] for row in rows],
+        )
+    query = "SELECT * FROM activity WHERE occurred_at >= :since AND occurred_at < :until"
+    delivered = 0
+    for since, until in _intervals():
+        summary = run(
+            settings_for(
+                fake_plain,
+                tmp_path,
+                sources=(),
+                source_sql=query,
+                source_url=f"sqlite:///{database}",
+                since=since.isoformat(),
+                until=until.isoformat(),
+            )
+        )
+        expected = sum(since <= parse_timestamp(r["occurred_at"], UTC) < until for r in rows)
+        assert summary.exit_code == 0 and summary.counts == {"delivered": expected}
+        delivered += expected
+    stats = fake_plain.stats()
+    assert delivered == SAMPLE_ROWS == len(stats.creations)
+    assert set(stats.creations.values()) == {1}
+
+
+def test_validate_checks_only_the_rows_of_a_window_and_a_shard(tmp_path):
+    from backfill.pipeline import validate
+    from tests.conftest import MAPPING, sample_with_bad_rows
+
+    source = sample_with_bad_rows(tmp_path, every=10)
+    (first, second, third) = _intervals()
+    whole = validate([source], MAPPING, results_dir=str(tmp_path / "v"))
+    parts = [
+        validate(
+            [source],
+            MAPPING,
+            results_dir=str(tmp_path / "v"),
+            since=a.isoformat(),
+            until=b.isoformat(),
+        )
+        for a, b in (first, second, third)
+    ]
+    # Unreadable timestamps are in every window; the rest split exactly.
+    assert whole.invalid == SAMPLE_ROWS // 10
+    assert all(part.invalid == whole.invalid for part in parts)
+    assert sum(part.valid for part in parts) == whole.valid
+    shards = [
+        validate([source], MAPPING, results_dir=str(tmp_path / "v"), shard=f"{i}/2")
+        for i in range(2)
+    ]
+    assert sum(s.rows_read for s in shards) == SAMPLE_ROWS
+    assert sum(s.invalid for s in shards) == whole.invalid

@@ -12,7 +12,7 @@ from backfill.models import LedgerEntry, RowProblem, SourceRow, Status
 from backfill.plain import Budget
 from backfill.planner import Decision, Resend, plan
 from backfill.ratelimit import AutoRate
-from backfill.selection import Selection, Shard, Window, parse_bound, shard_of
+from backfill.selection import Selection, Shard, Window, parse_bound, query_bounds, shard_of
 
 
 @pytest.mark.parametrize("text, index, count", [("0/1", 0, 1), ("3/4", 3, 4), (" 2 / 8 ", 2, 8)])
@@ -155,3 +155,21 @@ def test_which_rejected_rows_a_run_sends_again(options, resent):
     resend = _resend(resolve(sources=("a.csv",), mapping="m.toml", trust_env=False, **options))
     codes = {"not_found", "validation_error", "forbidden"}
     assert {code for code in codes if resend(_entry(code))} == resent
+
+
+def test_query_bounds_reach_whole_days_beyond_the_window():
+    window = Window(datetime(2024, 5, 1, 23, tzinfo=UTC), datetime(2024, 5, 2, 23, tzinfo=UTC))
+    assert query_bounds(Selection(window=window)) == {"since": "2024-04-30", "until": "2024-05-04"}
+    # Any row of the window, in any zone up to 14 h away and written in any ISO form,
+    # compares inside the bounds as text.
+    bounds = query_bounds(Selection(window=window))
+    for hours in (-14, 0, 14):
+        zone = timezone(timedelta(hours=hours))
+        for moment in (window.since, window.until - timedelta(seconds=1)):
+            local = moment.astimezone(zone).replace(tzinfo=None)
+            for text in (local.isoformat(), local.isoformat(sep=" ")):
+                assert bounds["since"] <= text < bounds["until"]
+    epoch = query_bounds(Selection(window=window, timestamp_unit="ms"))
+    assert int(epoch["since"]) <= window.since.timestamp() * 1000 - 86_400_000
+    assert int(epoch["until"]) >= window.until.timestamp() * 1000 + 86_400_000
+    assert query_bounds(Selection(window=Window(since=window.since))) == {"since": "2024-04-30"}
