@@ -22,7 +22,7 @@ from backfill.errors import ConfigError
 from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow, Status
 from backfill.planner import Planned
 from backfill.reports import iso, result_cells
-from backfill.status import LATEST_ISSUES, JobStatus, job_status, read_ledger, superseded
+from backfill.status import JobStatus, job_status, read_ledger, superseded
 
 if TYPE_CHECKING:
     from backfill.ledger import Ledger
@@ -172,21 +172,48 @@ def _events(
         after = str(page[-1][0])
 
 
+#: A page of source rows that never became an event, each at its latest issue, in place
+#: order after a given place; `superseded` is 1 when the row has become an event since.
+ISSUES_PAGE: Final = (
+    "SELECT i.run_id, i.external_id, i.status, i.source, i.position, i.column_name, i.code,"
+    " i.message, CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.source = i.source"
+    " AND e.position = i.position AND e.updated_at > i.created_at"
+    " AND (i.status <> 'duplicate_in_source' OR e.external_id <> i.external_id))"
+    " THEN 1 ELSE 0 END AS superseded"
+    " FROM (SELECT source, position, MAX(created_at) AS latest FROM row_issues"
+    " WHERE source > ? OR (source = ? AND position > ?)"
+    " GROUP BY source, position ORDER BY source, position LIMIT ?) AS l"
+    " JOIN row_issues i ON i.source = l.source AND i.position = l.position"
+    " AND i.created_at = l.latest ORDER BY i.source, i.position"
+)
+
+
 def _issues(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
-    rows = ledger.query(f"SELECT * FROM ({LATEST_ISSUES}) AS latest ORDER BY source, position")
-    for run_id, ext_id, status, source, position, column, code, message, _ in rows:
-        if status not in wanted:
-            continue
-        yield ResultRow(
-            run_id=str(run_id),
-            external_id=ext_id or "",
-            status=str(status),
-            source=str(source),
-            position=str(position),
-            column=column or "",
-            code=code or "",
-            message=message or "",
-        )
+    """Rows that never became an event, in pages of places (memory stays flat)."""
+    after = ("", "")
+    while True:
+        page = ledger.query(ISSUES_PAGE, (after[0], after[0], after[1], PAGE))
+        places = set()
+        for run_id, ext_id, status, source, position, column, code, message, gone in page:
+            place = (str(source), str(position))
+            if place in places:  # two issues of one place recorded at the same instant
+                continue
+            places.add(place)
+            after = place  # the database's order, whatever its collation
+            if gone or status not in wanted:
+                continue
+            yield ResultRow(
+                run_id=str(run_id),
+                external_id=ext_id or "",
+                status=str(status),
+                source=place[0],
+                position=place[1],
+                column=column or "",
+                code=code or "",
+                message=message or "",
+            )
+        if len(places) < PAGE:
+            return
 
 
 def _pending_row(kind: str, item: Planned, event: Event | None) -> ResultRow:

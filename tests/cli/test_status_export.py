@@ -297,3 +297,14 @@ def test_a_row_found_invalid_after_a_failed_send_counts_once_as_invalid(fake_pla
     cli("export", "--ledger", str(tmp_path / "ledger.sqlite"), "--out", str(tmp_path / "x"))
     exported = pd.read_csv(tmp_path / "x" / "results.csv")
     assert len(exported) == 50 and exported["position"].is_unique
+
+
+def test_export_pages_give_the_same_rows_whatever_their_size(job, tmp_path, monkeypatch):
+    from backfill import export
+
+    whole = export.export_results(str(job / "ledger.sqlite"), str(tmp_path / "whole"))
+    monkeypatch.setattr(export, "PAGE", 2)
+    paged = export.export_results(str(job / "ledger.sqlite"), str(tmp_path / "paged"))
+    assert paged.by_status == whole.by_status and paged.rows == ROWS + 1
+    for name in ("results.csv", "failed.csv"):
+        assert (tmp_path / "paged" / name).read_text() == (tmp_path / "whole" / name).read_text()

@@ -268,3 +268,24 @@ async def test_rows_whose_holder_ends_during_the_wait_are_sent_by_the_run_that_w
     assert set(creations) == sample_ids() and set(creations.values()) == {1}
     with PostgresLedger.open(pg_url) as ledger:
         assert ledger.status_counts() == {"delivered": len(sample_ids())}
+
+
+def test_status_and_export_read_every_status_on_both_kinds(target, tmp_path, monkeypatch):
+    from backfill import export
+    from backfill.fakeplain import FakePlain
+    from backfill.pipeline import run
+    from backfill.status import job_status
+    from tests.conftest import sample_with_bad_rows, settings_for
+
+    source = sample_with_bad_rows(tmp_path, every=25)
+    with FakePlain(rate_limit=100_000) as fake:
+        summary = run(settings_for(fake, tmp_path, sources=(source,), ledger=target, limit=300))
+    assert summary.counts == {"delivered": 288, "invalid": 12}
+    status = job_status(target)
+    assert status.counts == {"delivered": 288, "invalid": 12} and status.left == 0
+    assert [(c.code, c.rows) for c in status.codes] == [("bad_timestamp", 12)]
+    monkeypatch.setattr(export, "PAGE", 7)  # several pages of events and of issues
+    done = export.export_results(target, str(tmp_path / "export"))
+    assert done.by_status == {"delivered": 288, "invalid": 12} and done.failed == 12
+    lines = (tmp_path / "export" / "results.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 301 and len(set(lines)) == 301
