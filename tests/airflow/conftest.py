@@ -189,3 +189,18 @@ def ledger_counts(url: str) -> dict[str, int]:
 
     with open_ledger(url, readonly=True) as ledger:
         return ledger.status_counts()
+
+
+def two_shard_job(ledger: str, tmp_path: Path, source: str = SAMPLE, **given: Any) -> Any:
+    """A `BackfillJob` of `source` in two shards, results under tmp_path."""
+    from backfill.airflow import BackfillJob
+
+    return BackfillJob(
+        sources=(source,),
+        mapping=MAPPING,
+        ledger=ledger,
+        shards=2,
+        rate=RATE,
+        results_dir=str(tmp_path / "results"),
+        **given,
+    )

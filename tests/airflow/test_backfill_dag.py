@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from backfill.airflow import BackfillJob
 from backfill.fakeplain import FakePlain
 from tests.airflow.conftest import (
     MAPPING,
@@ -20,6 +19,7 @@ from tests.airflow.conftest import (
     run_dag,
     sample_ids,
     task_states,
+    two_shard_job,
     xcoms,
 )
 
@@ -100,14 +100,7 @@ def test_consecutive_intervals_each_deliver_their_own_rows_once(
         BACKFILL_MAPPING=MAPPING,
         BACKFILL_LEDGER=pg_url,
     )
-    job = BackfillJob(
-        sources=(SAMPLE,),
-        mapping=MAPPING,
-        ledger=pg_url,
-        shards=2,
-        rate=RATE,
-        results_dir=str(tmp_path / "results"),
-    )
+    job = two_shard_job(pg_url, tmp_path)
     dag = example.build_dag(job, dag_id="plain_backfill_monthly", schedule="@monthly")
     july = sample_ids(datetime(2024, 7, 1, tzinfo=UTC), datetime(2024, 8, 1, tzinfo=UTC))
     august = sample_ids(datetime(2024, 8, 1, tzinfo=UTC), datetime(2024, 9, 1, tzinfo=UTC))
@@ -182,15 +175,7 @@ def test_invalid_rows_are_reported_and_fail_the_run_only_over_max_invalid(
     example = load_example(
         monkeypatch, BACKFILL_SOURCES=BROKEN, BACKFILL_MAPPING=MAPPING, BACKFILL_LEDGER=pg_url
     )
-    job = BackfillJob(
-        sources=(BROKEN,),
-        mapping=MAPPING,
-        ledger=pg_url,
-        shards=2,
-        rate=RATE,
-        results_dir=str(tmp_path / "results"),
-        max_invalid=max_invalid,
-    )
+    job = two_shard_job(pg_url, tmp_path, BROKEN, max_invalid=max_invalid)
     dag = example.build_dag(job, schedule="@yearly", retries=1)
 
     run = run_dag(dag, datetime(2024, 1, 1, tzinfo=UTC))

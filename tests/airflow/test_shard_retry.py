@@ -16,14 +16,12 @@ from typing import Any
 
 import pytest
 
-from backfill.airflow import BackfillJob
 from backfill.fakeplain import FakePlain
 from backfill.ledger import open_ledger
 from backfill.models import Event
 from backfill.sender import Sender
 from tests.airflow.conftest import (
     MAPPING,
-    RATE,
     SAMPLE,
     connect_plain,
     ledger_counts,
@@ -31,6 +29,7 @@ from tests.airflow.conftest import (
     run_dag,
     sample_ids,
     task_states,
+    two_shard_job,
     xcoms,
 )
 
@@ -63,14 +62,7 @@ def test_a_failed_shard_task_is_retried_and_resumes_from_the_ledger(
     example = load_example(
         monkeypatch, BACKFILL_SOURCES=SAMPLE, BACKFILL_MAPPING=MAPPING, BACKFILL_LEDGER=pg_url
     )
-    job = BackfillJob(
-        sources=(SAMPLE,),
-        mapping=MAPPING,
-        ledger=pg_url,
-        shards=2,
-        rate=RATE,
-        results_dir=str(tmp_path / "results"),
-    )
+    job = two_shard_job(pg_url, tmp_path)
     dag = example.build_dag(job, schedule="@yearly", retries=2, retry_delay=timedelta(0))
     lost = lose_an_answer_after(monkeypatch, ANSWERED)
 
