@@ -326,35 +326,45 @@ def run_shard(
     return result
 
 
-def summarise(job: BackfillJob, results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summarise(job: BackfillJob, results: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
     """Merge the shards' results with what the shared ledger holds; log them as a table.
 
     The ledger's counts cover every run of the job so far (earlier intervals included);
-    the shards' counts are this DAG run's.
+    the shards' counts are this DAG run's. It runs when shards failed too (a failed
+    shard has no result): the job's state is logged, then the task fails without
+    retries, so the DAG run shows the failure.
     """
-    counts: Counter[str] = Counter()
-    for result in results:
-        counts.update(result.get("counts", {}))
     from backfill.status import job_status, vars_of
 
+    done = [result for result in results if result]
+    counts: Counter[str] = Counter()
+    for result in done:
+        counts.update(result.get("counts", {}))
     # Every row of the job as the ledger knows it: events and rows that never became one.
     status = job_status(job.ledger, rate=job.rate)
     in_ledger = status.counts
     merged: dict[str, Any] = {
-        "shards": len(results),
-        "rows_read": sum(int(result.get("rows_read", 0)) for result in results),
-        "skipped_done": sum(int(result.get("skipped_done", 0)) for result in results),
-        "requests": sum(int(result.get("requests", 0)) for result in results),
+        "shards": len(done),
+        "rows_read": sum(int(result.get("rows_read", 0)) for result in done),
+        "skipped_done": sum(int(result.get("skipped_done", 0)) for result in done),
+        "requests": sum(int(result.get("requests", 0)) for result in done),
         "counts": dict(sorted(counts.items())),
-        "exit_codes": {str(r.get("shard")): int(r.get("exit_code", 0)) for r in results},
+        "exit_codes": {str(r.get("shard")): int(r.get("exit_code", 0)) for r in done},
         "ledger": dict(sorted(in_ledger.items())),
         "left": status.left,
         "codes": [vars_of(code) for code in status.codes],
-        "results_dirs": [str(result.get("results_dir", "")) for result in results],
+        "results_dirs": [str(result.get("results_dir", "")) for result in done],
     }
-    log.info("backfill summary\n%s", render_table(results, in_ledger))
+    log.info("backfill summary\n%s", render_table(done, in_ledger))
     for code in status.codes:
         log.info("  %s: %d rows %s, e.g. %s", code.code, code.rows, code.status, code.sample)
+    failed = job.shards - len(done)
+    if failed:
+        _fail_without_retry(
+            f"{failed} of {job.shards} shard tasks did not finish; the ledger knows of "
+            f"{status.left} rows left to send: clear the failed tasks (they resume from the "
+            "ledger), and see backfill status"
+        )
     return merged
 
 

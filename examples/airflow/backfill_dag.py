@@ -108,7 +108,9 @@ def build_dag(
                 run_id=run_id or "",
             )
 
-        @task
+        # It runs when shards failed too, so the job's state is always reported; it then
+        # fails itself, so the DAG run shows the failure.
+        @task(trigger_rule="all_done")
         def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             return summarise(job, list(results))
 

@@ -122,5 +122,7 @@ def test_a_refused_key_fails_the_shards_at_once_without_retries(
     # Exit 4: AirflowFailException, so none of the 3 retries was spent on a refused key.
     assert states[("backfill_shard", 0)] == ("failed", 1)
     assert states[("backfill_shard", 1)] == ("failed", 1)
+    # The summary still reports the job, then fails (once) so the run shows the failure.
+    assert states[("summary", -1)] == ("failed", 1)
     stats = fake_plain.stats()
     assert stats.unauthenticated == 2 and not stats.create_attempts
