@@ -64,6 +64,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from delivery import make_source  # noqa: E402  (the sibling benchmarks' helpers)
+from sources import FakePlain  # noqa: E402
 from sql import libpq, postgres, with_database  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,56 +167,6 @@ def run_together(commands: Sequence[Sequence[str]]) -> tuple[float, list[Exit]]:
 # --- the fake Plain and the ledger's database --------------------------------------------
 
 
-class FakeServer:
-    """`python -m backfill fake-plain --port 0` in its own process, on 127.0.0.1."""
-
-    def __init__(self, log: Path) -> None:
-        self._log = open(log, "wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "backfill", "fake-plain", "--port", "0"]
-            + ["--rate-limit", str(LIMIT), "--window", f"{WINDOW_S:g}", "--api-key", KEY],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            text=True,
-            cwd=ROOT,
-            env=child_env(),
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("fake Plain listening on http://127.0.0.1:"):
-            self.close()
-            raise SystemExit(f"FAIL: the fake Plain did not start: {line!r}\n{log.read_text()}")
-        self.url = line.split()[-1]
-        self.base = self.url.removesuffix("/graphql/v1")
-
-    def stats(self) -> dict[str, Any]:
-        import httpx
-
-        answer = httpx.get(f"{self.base}/_fake/stats", trust_env=False, timeout=60)
-        answer.raise_for_status()
-        stats: dict[str, Any] = answer.json()
-        return stats
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        self._log.close()
-
-    def __enter__(self) -> FakeServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
 @contextmanager
 def fresh_database(server_url: str) -> Iterator[str]:
     """A new, empty database on the server (as tests/conftest.py's `pg_url`), dropped after."""
@@ -278,7 +229,18 @@ def run_config(
 
     folder = tmp / f"config{CONFIGS.index(config)}"
     folder.mkdir()
-    with fresh_database(server) as ledger, FakeServer(folder / "fake-plain.log") as fake:
+    with (
+        fresh_database(server) as ledger,
+        FakePlain(
+            folder / "fake-plain.log",
+            "--rate-limit",
+            str(LIMIT),
+            "--window",
+            f"{WINDOW_S:g}",
+            "--api-key",
+            KEY,
+        ) as fake,
+    ):
         commands = []
         for i in range(config.processes):
             args = [sys.executable, "-m", "backfill", "run", str(source)]

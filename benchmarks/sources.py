@@ -620,10 +620,10 @@ def role(name: str, *args: str) -> list[str]:
 class FakePlain:
     """`python -m backfill fake-plain --port 0` in its own process, on 127.0.0.1."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *options: str) -> None:
         self._log = open(log, "wb")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "backfill", "fake-plain", "--port", "0"],
+            [sys.executable, "-m", "backfill", "fake-plain", "--port", "0", *options],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
@@ -641,9 +641,14 @@ class FakePlain:
         # Straight to 127.0.0.1, whatever proxy the environment names.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
+    def stats(self) -> dict[str, Any]:
+        """The server's counters (`GET /_fake/stats`)."""
+        with self._opener.open(self.base + "/_fake/stats", timeout=60) as answer:
+            stats: dict[str, Any] = json.load(answer)
+        return stats
+
     def requests(self) -> int:
-        with self._opener.open(self.base + "/_fake/stats", timeout=10) as answer:
-            return int(json.load(answer)["requests"])
+        return int(self.stats()["requests"])
 
     def close(self) -> None:
         if self.process.poll() is None:
