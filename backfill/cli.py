@@ -7,7 +7,8 @@ import logging
 import os
 import sys
 import time
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -24,53 +25,59 @@ _FORMAT = click.option(
 )
 
 
-def _sql_options(command: Any) -> Any:
-    """`--source-sql`, `--source-url` and `--param`: rows from a query instead of files."""
-    options = [
-        click.option(
-            "--source-sql",
-            help="Read rows from this SQL query instead of files (@FILE reads it from a "
-            "file); needs --source-url. Install: pip install 'plain-backfill[sql]'.",
-        ),
-        click.option(
-            "--source-url",
-            help="The SQLAlchemy URL of the database --source-sql runs on, e.g. "
-            "postgresql+psycopg://user@host:5432/db [env BACKFILL_SOURCE_URL].",
-        ),
-        click.option(
-            "--param",
-            "params",
-            multiple=True,
-            help="A query parameter as NAME=VALUE, bound to :NAME in --source-sql (repeatable).",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _selection_options(command: Any) -> Any:
-    """`--shard`, `--since` and `--until`: the part of the rows a command takes."""
-    options = [
-        click.option(
-            "--shard",
-            help="Take shard I of N (0 <= I < N, e.g. Airflow's map_index): a stable slice of "
-            "the rows by externalId hash, at 1/N of the rate budget [env BACKFILL_SHARD].",
-        ),
-        click.option(
-            "--since",
-            help="Only rows whose timestamp is at or after this ISO 8601 time (no offset: the "
-            "mapping's timezone); bound to :since in --source-sql.",
-        ),
-        click.option(
-            "--until",
-            help="Only rows whose timestamp is before this ISO 8601 time; bound to :until in "
-            "--source-sql.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+def _stacked(*decorators: Callable[[Any], Any]) -> Callable[[_F], _F]:
+    """One decorator applying `decorators` as if written above a command in this order."""
+
+    def apply(command: _F) -> _F:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+#: `--source-sql`, `--source-url` and `--param`: rows from a query instead of files.
+_sql_options = _stacked(
+    click.option(
+        "--source-sql",
+        help="Read rows from this SQL query instead of files (@FILE reads it from a "
+        "file); needs --source-url. Install: pip install 'plain-backfill[sql]'.",
+    ),
+    click.option(
+        "--source-url",
+        help="The SQLAlchemy URL of the database --source-sql runs on, e.g. "
+        "postgresql+psycopg://user@host:5432/db [env BACKFILL_SOURCE_URL].",
+    ),
+    click.option(
+        "--param",
+        "params",
+        multiple=True,
+        help="A query parameter as NAME=VALUE, bound to :NAME in --source-sql (repeatable).",
+    ),
+)
+
+
+#: `--shard`, `--since` and `--until`: the part of the rows a command takes.
+_selection_options = _stacked(
+    click.option(
+        "--shard",
+        help="Take shard I of N (0 <= I < N, e.g. Airflow's map_index): a stable slice of "
+        "the rows by externalId hash, at 1/N of the rate budget [env BACKFILL_SHARD].",
+    ),
+    click.option(
+        "--since",
+        help="Only rows whose timestamp is at or after this ISO 8601 time (no offset: the "
+        "mapping's timezone); bound to :since in --source-sql.",
+    ),
+    click.option(
+        "--until",
+        help="Only rows whose timestamp is before this ISO 8601 time; bound to :until in "
+        "--source-sql.",
+    ),
+)
 
 
 def _sql(
@@ -293,33 +300,29 @@ def preview(
     click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
 
 
-def _job_options(command: Any) -> Any:
-    """What `status` and `export` read: the ledger, and optionally the sources to check."""
-    options: list[Any] = [
-        click.argument("sources", nargs=-1),
-        click.option(
-            "--mapping",
-            "-m",
-            help="The mapping file: with SOURCES, also count what is left to send and the "
-            "delivered rows whose payload would change; without --ledger, its default ledger.",
-        ),
-        _sql_options,
-        click.option(
-            "--ledger",
-            help="The job's ledger (a SQLite file or a PostgreSQL URL) [default: the mapping's;"
-            " env BACKFILL_LEDGER].",
-        ),
-        click.option(
-            "--rate",
-            "eta_rate",
-            help="The rate the ETA assumes, e.g. 450/min [default: the last run's].",
-        ),
-        _selection_options,
-        _FORMAT,
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+#: What `status` and `export` read: the ledger, and optionally the sources to check.
+_job_options = _stacked(
+    click.argument("sources", nargs=-1),
+    click.option(
+        "--mapping",
+        "-m",
+        help="The mapping file: with SOURCES, also count what is left to send and the "
+        "delivered rows whose payload would change; without --ledger, its default ledger.",
+    ),
+    _sql_options,
+    click.option(
+        "--ledger",
+        help="The job's ledger (a SQLite file or a PostgreSQL URL) [default: the mapping's;"
+        " env BACKFILL_LEDGER].",
+    ),
+    click.option(
+        "--rate",
+        "eta_rate",
+        help="The rate the ETA assumes, e.g. 450/min [default: the last run's].",
+    ),
+    _selection_options,
+    _FORMAT,
+)
 
 
 def _job(
