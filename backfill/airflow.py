@@ -38,17 +38,17 @@ from typing import Any, Final, NoReturn
 
 from backfill import pipeline
 from backfill.config import (
+    DEFAULT_API_URL,
     DEFAULT_RATE,
     DEFAULT_RESULTS_DIR,
     UNSET,
+    LedgerTarget,
     Settings,
-    mask_url,
     resolve,
 )
 from backfill.errors import BackfillError, ConfigError
-from backfill.ledger import is_postgres_url
-from backfill.plain import DEFAULT_API_URL
 from backfill.reports import RunSummary
+from backfill.urls import mask_url
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,11 @@ class BackfillJob:
                 "give the job a ledger every worker can reach: a PostgreSQL URL "
                 "(postgresql+psycopg://user@host/db); a worker's own disk does not outlive it"
             )
-        if self.shards > 1 and not is_postgres_url(self.ledger):
+        try:
+            ledger = LedgerTarget.parse(self.ledger)
+        except ValueError as exc:
+            raise ConfigError(f"ledger {exc}") from None
+        if self.shards > 1 and ledger.kind != "postgres":
             raise ConfigError(
                 f"{self.shards} shards run at once on any worker: the ledger must be a "
                 "PostgreSQL URL (postgresql+psycopg://...), not a file"
@@ -239,16 +243,7 @@ def validate_task(
     settings = job.settings(
         since=_bound(since), until=_bound(until), results_dir=_run_folder(job, run_id)
     )
-    checked = pipeline.validate(
-        settings.sources,
-        settings.mapping,
-        results_dir=settings.results_dir,
-        upsert_customers=settings.upsert_customers,
-        fmt=settings.format,
-        sql=settings.sql,
-        since=settings.since,
-        until=settings.until,
-    )
+    checked = pipeline.validate(settings)
     result: dict[str, Any] = {
         "rows_read": checked.rows_read,
         "valid": checked.valid,
@@ -399,8 +394,8 @@ def _shard_result(label: str, settings: Settings, summary: RunSummary) -> dict[s
         "exit_code": summary.exit_code,
         "state": summary.state,
         "message": summary.message,
-        "since": settings.since,
-        "until": settings.until,
+        "since": settings.public()["since"],
+        "until": settings.public()["until"],
         "counts": dict(summary.counts),
         "rows_read": summary.rows_read,
         "skipped_done": summary.skipped_done,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -13,7 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from backfill import config, pipeline
-from backfill.errors import BackfillError, ConfigError
+from backfill.errors import BackfillError
 from backfill.reports import render_summary, render_validation
 
 _FORMAT = click.option(
@@ -80,15 +79,21 @@ _selection_options = _stacked(
 )
 
 
-def _sql(
-    source_sql: str | None, source_url: str | None, params: tuple[str, ...]
-) -> config.SqlSource | None:
-    return config.resolve_sql(source_sql=source_sql, source_url=source_url, params=params)
-
-
 def _given(value: Any) -> Any:
     """click gives None (or False for flags) when an option is absent: that is UNSET."""
     return config.UNSET if value is None or value is False else value
+
+
+def _settings(
+    sources: tuple[str, ...], mapping: str, fmt: str | None, options: dict[str, Any]
+) -> config.Settings:
+    """Settings from a command's options, through the one `config.resolve`."""
+    return config.resolve(
+        sources=sources,
+        mapping=mapping,
+        format=_given(fmt),
+        **{k: _given(v) for k, v in options.items()},
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -189,12 +194,7 @@ def run(
     The API key comes from the PLAIN_API_KEY environment variable, never an argument.
     """
     try:
-        settings = config.resolve(
-            sources=sources,
-            mapping=mapping,
-            format=_given(fmt),
-            **{k: _given(v) for k, v in options.items()},
-        )
+        settings = _settings(sources, mapping, fmt, options)
         with _ProgressDisplay(enabled=not quiet) as display:
             summary = pipeline.run(
                 settings,
@@ -212,44 +212,20 @@ def run(
 @click.argument("sources", nargs=-1)
 @click.option("--mapping", "-m", required=True, help="The mapping file (TOML).")
 @_sql_options
-@click.option("--results-dir", default="results", show_default=True, help="Where invalid.csv goes.")
+@click.option("--results-dir", help="Where invalid.csv goes [default: results].")
 @click.option("--limit", type=int, help="Check only the first N rows.")
 @click.option(
     "--upsert-customers", is_flag=True, help="Also check each row's customer can be upserted."
 )
 @_selection_options
 @_FORMAT
-def validate(
-    sources: tuple[str, ...],
-    mapping: str,
-    results_dir: str,
-    limit: int | None,
-    upsert_customers: bool,
-    fmt: str | None,
-    source_sql: str | None,
-    source_url: str | None,
-    params: tuple[str, ...],
-    shard: str | None,
-    since: str | None,
-    until: str | None,
-) -> None:
+def validate(sources: tuple[str, ...], mapping: str, fmt: str | None, **options: Any) -> None:
     """Map every row offline, exactly as run would; exit 1 if any row is invalid.
 
     No network and no ledger: the invalid rows go to invalid.csv with their reasons.
     """
     try:
-        summary = pipeline.validate(
-            sources,
-            mapping,
-            results_dir=results_dir,
-            limit=limit,
-            upsert_customers=upsert_customers,
-            fmt=fmt or "",
-            sql=_sql(source_sql, source_url, params),
-            shard=shard or "",
-            since=since or "",
-            until=until or "",
-        )
+        summary = pipeline.validate(_settings(sources, mapping, fmt, options))
     except BackfillError as exc:
         _fail(exc)
     click.echo(render_validation(summary))
@@ -278,23 +254,13 @@ def preview(
     mapping: str,
     count: int,
     lines: tuple[int, ...],
-    upsert_customers: bool,
     fmt: str | None,
-    source_sql: str | None,
-    source_url: str | None,
-    params: tuple[str, ...],
+    **options: Any,
 ) -> None:
     """Print, as JSON, the exact GraphQL variables run would send for some rows."""
     try:
-        shown = pipeline.preview(
-            sources,
-            mapping,
-            n=count,
-            lines=lines,
-            upsert_customers=upsert_customers,
-            fmt=fmt or "",
-            sql=_sql(source_sql, source_url, params),
-        )
+        settings = _settings(sources, mapping, fmt, options)
+        shown = pipeline.preview(settings, n=count, lines=lines)
     except BackfillError as exc:
         _fail(exc)
     click.echo(json.dumps(shown, indent=2, ensure_ascii=False))
@@ -325,36 +291,17 @@ _job_options = _stacked(
 )
 
 
-def _job(
-    sources: tuple[str, ...], mapping: str | None, ledger: str | None, options: dict[str, Any]
-) -> tuple[str, config.Settings | None]:
-    """The ledger to read, and Settings to check the sources with (None without sources)."""
-    sql_given = options.get("source_sql")
-    if (sources or sql_given) and not mapping:
-        raise ConfigError("checking sources needs their --mapping")
-    if not (sources or sql_given):
-        given = [name for name, value in options.items() if value not in (None, (), "")]
-        if given:
-            flags = ", ".join("--" + name.replace("_", "-") for name in sorted(given))
-            raise ConfigError(
-                f"{flags} pick rows of the sources: give SOURCE... (or --source-sql) and "
-                "--mapping, or leave them out to summarise the whole ledger"
-            )
-    target = ledger or os.environ.get("BACKFILL_LEDGER", "")
-    if not target:
-        if not mapping:
-            raise ConfigError("give --ledger, or --mapping to use its default ledger")
-        target = config.default_ledger(mapping)
-    if not (sources or sql_given):
-        return target, None
-    assert mapping is not None
-    settings = config.resolve(
+def _ledger_settings(
+    sources: tuple[str, ...], mapping: str | None, fmt: str | None, options: dict[str, Any]
+) -> config.Settings:
+    """Settings of `status` and `export`: a ledger, and maybe sources to check against it."""
+    return config.resolve(
         sources=sources,
-        mapping=mapping,
-        ledger=target,
+        mapping=mapping or "",
+        sources_optional=True,
+        format=_given(fmt),
         **{k: _given(v) for k, v in options.items()},
     )
-    return target, settings
 
 
 @cli.command("status")
@@ -363,7 +310,6 @@ def _job(
 def status(
     sources: tuple[str, ...],
     mapping: str | None,
-    ledger: str | None,
     eta_rate: str | None,
     as_json: bool,
     fmt: str | None,
@@ -375,11 +321,10 @@ def status(
     row again to count what is left to send and which delivered rows would now change.
     """
     from backfill.reports import render_status
-    from backfill.status import job_status
 
     try:
-        target, settings = _job(sources, mapping, ledger, {"format": fmt, **options})
-        result = job_status(target, settings=settings, rate=eta_rate or "")
+        settings = _ledger_settings(sources, mapping, fmt, options)
+        result = pipeline.status(settings, rate=config.given_rate(eta_rate))
     except BackfillError as exc:
         _fail(exc)
     if as_json:
@@ -406,7 +351,6 @@ def status(
 def export(
     sources: tuple[str, ...],
     mapping: str | None,
-    ledger: str | None,
     eta_rate: str | None,
     out: str,
     statuses: tuple[str, ...],
@@ -418,13 +362,9 @@ def export(
     With SOURCES (or --source-sql) and --mapping, also left.csv (rows a run would send
     now) and changed.csv (delivered rows whose current mapping would send another payload).
     """
-    from backfill.export import export_results
-
     try:
-        target, settings = _job(sources, mapping, ledger, {"format": fmt, **options})
-        result = export_results(
-            target, out, statuses=statuses, settings=settings, rate=eta_rate or ""
-        )
+        settings = _ledger_settings(sources, mapping, fmt, options)
+        result = pipeline.export(settings, out, statuses=statuses, rate=config.given_rate(eta_rate))
     except BackfillError as exc:
         _fail(exc)
     counts = ", ".join(f"{n} {name}" for name, n in sorted(result.by_status.items()))

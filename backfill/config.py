@@ -1,21 +1,25 @@
-"""Settings of a run, resolved in one place: flag > environment > default (pure)."""
+"""Settings of every command, resolved in one place: flag > environment > default (pure).
+
+Option text is parsed here, once, into typed values (`Rate`, `Shard`, `Window`,
+`LedgerTarget`, `FailureLimit`, `SqlSource`); nothing downstream parses it again, and
+what a run records (`Settings.public`) reads back through the same types.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Any, Final, Literal
 
 from backfill.errors import ConfigError
-from backfill.plain import DEFAULT_API_URL
-from backfill.ratelimit import parse_rate
-from backfill.selection import Shard, parse_bound
+from backfill.ids import KeyValueError, in_zone, read_timestamp
+from backfill.urls import display_name, is_http_url, is_url, mask_url
 
+DEFAULT_API_URL: Final = "https://core-api.uk.plain.com/graphql/v1"
 DEFAULT_RATE: Final = "450/min"
 DEFAULT_CONCURRENCY: Final = 4
 DEFAULT_MAX_RETRIES: Final = 5
@@ -28,6 +32,8 @@ DEFAULT_HEADROOM: Final = "10%"
 #: The rate `--rate auto` starts from, until Plain's headers tell the budget.
 AUTO_START_RATE: Final = DEFAULT_RATE
 MAX_EVENTS_PER_REQUEST: Final = 100
+#: More shards than this is a typo, not a plan (each shard is a task of its own).
+MAX_SHARDS: Final = 10_000
 
 ENV_API_KEY: Final = "PLAIN_API_KEY"
 ENV_API_URL: Final = "PLAIN_API_URL"
@@ -43,138 +49,223 @@ class _Unset:
 
 UNSET: Final = _Unset()
 
-#: Settings never read from the environment (repeatable options).
-_NOT_FROM_ENV: Final = frozenset({"params", "retry_rejected", "retry_code"})
-_PARAM_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# --- typed values ------------------------------------------------------------------------
+
+_RATE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
+_UNIT_SECONDS: Final = {
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hour": 3600.0,
+}
+
+
+def parse_rate(text: str) -> float:
+    """Requests per second from a rate such as ``450/min`` or ``7.5/s``.
+
+    >>> parse_rate("450/min")
+    7.5
+    """
+    match = _RATE.match(text)
+    if not match:
+        raise ValueError(f"not a rate: {text!r} (write e.g. 450/min or 7.5/s, or auto)")
+    per_second = float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
+    if per_second <= 0:
+        raise ValueError(f"the rate must be above zero: {text!r}")
+    return per_second
 
 
 @dataclass(frozen=True, slots=True)
-class SqlSource:
-    """`--source-sql`: a query (or `@file` holding one), the database URL, bound parameters.
+class Rate:
+    """The request budget: a fixed rate, or `auto` (learnt from Plain's headers, less
+    `headroom`), of which this run spends `share` (1/N for a shard of N).
 
-    >>> SqlSource("SELECT 1", "sqlite://", (("since", "2024-01-01"),)).shown
-    'sqlite://'
+    >>> Rate.parse("450/min", share=0.5).pace_per_s
+    3.75
+    >>> str(Rate.parse(" Auto "))
+    'auto'
     """
 
-    query: str
-    url: str = field(repr=False)  # it may hold a password
-    #: (name, value) pairs, bound as query parameters, never pasted into the text.
-    params: tuple[tuple[str, str], ...] = ()
+    #: The workspace's budget in requests per second (under `auto`: where it starts).
+    per_s: float
+    auto: bool = False
+    #: Under `auto`: the share of the learnt budget left to other traffic, 0..0.9.
+    headroom: float = 0.1
+    share: float = 1.0
+    text: str = DEFAULT_RATE
+
+    @classmethod
+    def parse(cls, text: str, *, headroom: float = 0.1, share: float = 1.0) -> Rate:
+        if text.strip().lower() == "auto":
+            return cls(parse_rate(AUTO_START_RATE), True, headroom, share, "auto")
+        return cls(parse_rate(text), False, headroom, share, text.strip())
+
+    @property
+    def pace_per_s(self) -> float:
+        """What this run paces at: its share of the budget."""
+        return self.per_s * self.share
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    """Shard `index` of `count` (0-based, as Airflow's `map_index`)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """`I/N` with `0 <= I < N`; any other form is refused.
+
+        >>> Shard.parse("2/4")
+        Shard(index=2, count=4)
+        """
+        match = _SHARD.match(text)
+        if match is None:
+            raise ValueError(f"not a shard: {text!r} (write I/N with 0 <= I < N, e.g. 0/4)")
+        index, count = int(match[1]), int(match[2])
+        if not 0 <= index < count or count > MAX_SHARDS:
+            raise ValueError(
+                f"not a shard: {text!r} (I/N needs 0 <= I < N and N <= {MAX_SHARDS}; "
+                "shards count from 0, as Airflow's map_index)"
+            )
+        return cls(index, count)
+
+    @property
+    def share(self) -> float:
+        """This shard's share of the workspace's budget."""
+        return 1.0 / self.count
+
+    @property
+    def label(self) -> str:
+        """How result folders name it: `shard-I-of-N`."""
+        return f"shard-{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+_SHARD: Final = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Rows whose timestamp is at or after `since` and before `until` (either may be open).
+
+    A bound without offset is naive here: it is read in the mapping's zone (`in_zone`).
+
+    >>> window = Window.parse("2024-05-01", "2024-05-02T00:00:00Z")
+    >>> window.since.tzinfo is None, str(window)
+    (True, 'since 2024-05-01T00:00:00, until 2024-05-02T00:00:00+00:00')
+    """
+
+    since: datetime | None = None
+    until: datetime | None = None
+
+    @classmethod
+    def parse(cls, since: str = "", until: str = "") -> Window:
+        window = cls(_bound(since, "since"), _bound(until, "until"))
+        if window.since is not None and window.until is not None:
+            utc = window.in_zone(UTC)
+            assert utc.since is not None and utc.until is not None
+            if utc.since >= utc.until:
+                raise ValueError(f"--since ({since}) must be before --until ({until})")
+        return window
+
+    def in_zone(self, tz: tzinfo) -> Window:
+        """The window in UTC, bounds without offset read in `tz`."""
+        return Window(*(None if b is None else in_zone(b, tz) for b in (self.since, self.until)))
+
+    def holds(self, moment: datetime) -> bool:
+        if self.since is not None and moment < self.since:
+            return False
+        return self.until is None or moment < self.until
+
+    def __bool__(self) -> bool:
+        return self.since is not None or self.until is not None
+
+    def __str__(self) -> str:
+        return ", ".join(
+            f"{name} {bound.isoformat()}"
+            for name, bound in (("since", self.since), ("until", self.until))
+            if bound is not None
+        )
+
+
+def _bound(text: str, name: str) -> datetime | None:
+    if not text.strip():
+        return None
+    try:
+        return read_timestamp(text)
+    except KeyValueError as exc:
+        raise ValueError(f"--{name}: {exc}") from None
+
+
+_POSTGRES_URL: Final = re.compile(r"^postgres(?:ql)?(?:\+\w+)?://")
+#: SQLAlchemy's URL of a SQLite file: `sqlite:///relative.db`, `sqlite:////abs/path.db`.
+_SQLITE_URL: Final = re.compile(r"^sqlite(?:\+\w+)?:///(.+)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTarget:
+    """Where a job's ledger lives: a SQLite file, or a PostgreSQL database URL.
+
+    >>> LedgerTarget.parse("sqlite:///jobs/a.sqlite")
+    LedgerTarget(kind='sqlite', location='jobs/a.sqlite')
+    >>> LedgerTarget.parse("postgresql+psycopg://u:pw@db/backfill").shown
+    'postgresql+psycopg://u:***@db/backfill'
+    """
+
+    kind: Literal["sqlite", "postgres"]
+    location: str  # a database URL may hold a password: shown masked
+
+    @classmethod
+    def parse(cls, text: str) -> LedgerTarget:
+        """A `--ledger` value: a path, `sqlite:///path`, or a PostgreSQL URL; another URL
+        is refused."""
+        if _POSTGRES_URL.match(text):
+            return cls("postgres", text)
+        if (file := _SQLITE_URL.match(text)) is not None:
+            return cls("sqlite", file.group(1))
+        if is_url(text):
+            raise ValueError(
+                f"{mask_url(text)}: a ledger is a SQLite file (a path, or sqlite:///path) or "
+                "a PostgreSQL database (postgresql+psycopg://...)"
+            )
+        if not text.strip():
+            raise ValueError("empty: give a SQLite file or a PostgreSQL URL")
+        return cls("sqlite", text)
+
+    @classmethod
+    def default_for(cls, mapping: str) -> LedgerTarget:
+        """`.backfill/<stem>.sqlite` beside the mapping.
+
+        One mapping file is one job: its ledger follows the file (not the working
+        directory, not the namespace, not `--results-dir`), so editing the mapping's
+        namespace or key columns meets the ledger's id-rule check instead of a fresh
+        ledger, and two jobs never share a ledger by accident.
+
+        >>> LedgerTarget.default_for("jobs/orders/mapping.toml").location
+        'jobs/orders/.backfill/mapping.sqlite'
+        """
+        path = Path(mapping)
+        return cls("sqlite", str(path.parent / DEFAULT_LEDGER_DIR / f"{path.stem}.sqlite"))
 
     @property
     def shown(self) -> str:
-        """The database as rows, results and messages name it: no password."""
-        return display_name(self.url)
+        """As messages and summaries name it: no password."""
+        return mask_url(self.location) if self.kind == "postgres" else self.location
 
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything a run needs to know. The API key never appears in its repr."""
-
-    sources: tuple[str, ...]
-    mapping: str
-    api_key: str = field(default="", repr=False)
-    api_url: str = DEFAULT_API_URL
-    ledger: str = field(default="", repr=False)  # a database URL may hold a password
-    results_dir: str = DEFAULT_RESULTS_DIR
-    rate: str = DEFAULT_RATE
-    concurrency: int = DEFAULT_CONCURRENCY
-    max_retries: int = DEFAULT_MAX_RETRIES
-    timeout_s: float = DEFAULT_TIMEOUT_S
-    limit: int | None = None
-    expect_workspace: str = ""
-    allow_id_change: bool = False
-    upsert_customers: bool = False
-    dry_run: bool = False
-    chunk_rows: int = DEFAULT_CHUNK_ROWS
-    events_per_request: int = 1
-    #: csv, jsonl or parquet for every source; empty: from each file's name.
-    format: str = ""
-    outage_limit: str = DEFAULT_OUTAGE_LIMIT
-    max_failures: str = ""
-    headroom: str = DEFAULT_HEADROOM
-    #: A query to read rows from instead of files (`@path` reads it from a file).
-    source_sql: str = ""
-    #: The SQLAlchemy URL of the database `source_sql` runs on.
-    source_url: str = field(default="", repr=False)
-    #: `name=value` parameters of `source_sql`.
-    params: tuple[str, ...] = ()
-    #: `I/N`: this run takes shard I of N (by externalId hash); empty: every row.
-    shard: str = ""
-    #: ISO 8601 bounds on the mapping's timestamp column: since <= timestamp < until.
-    since: str = ""
-    until: str = ""
-    #: Send again the rows Plain rejected (all, or those with `retry_code`).
-    retry_rejected: bool = False
-    retry_code: str = ""
-
-    @property
-    def sql(self) -> SqlSource | None:
-        """The SQL source, or None when the sources are files."""
-        return sql_source(self.source_sql, self.source_url, self.params)
-
-    @property
-    def shard_spec(self) -> Shard | None:
-        return Shard.parse(self.shard) if self.shard.strip() else None
-
-    @property
-    def rate_share(self) -> float:
-        """This run's share of the workspace's budget: 1/N for a shard of N."""
-        shard = self.shard_spec
-        return 1.0 / shard.count if shard is not None else 1.0
-
-    @property
-    def rate_auto(self) -> bool:
-        """`--rate auto`: learn the budget from Plain's rate-limit headers."""
-        return self.rate.strip().lower() == "auto"
-
-    @property
-    def rate_per_s(self) -> float:
-        """The configured rate, or where `--rate auto` starts."""
-        return parse_rate(AUTO_START_RATE if self.rate_auto else self.rate)
-
-    @property
-    def outage_limit_s(self) -> float:
-        return parse_duration(self.outage_limit)
-
-    @property
-    def headroom_share(self) -> float:
-        """The share of a learned budget left unused, 0..0.9."""
-        return parse_share(self.headroom)
-
-    @property
-    def failure_limit(self) -> FailureLimit | None:
-        return FailureLimit.parse(self.max_failures) if self.max_failures.strip() else None
-
-    def public(self) -> dict[str, Any]:
-        """The options worth recording with a run: no key, no credentials in URLs."""
-        return {
-            "sources": [display_name(source) for source in self.sources],
-            "mapping": self.mapping,
-            "api_url": mask_url(self.api_url),
-            "rate": self.rate,
-            "concurrency": self.concurrency,
-            "max_retries": self.max_retries,
-            "timeout_s": self.timeout_s,
-            "limit": self.limit,
-            "expect_workspace": self.expect_workspace,
-            "allow_id_change": self.allow_id_change,
-            "upsert_customers": self.upsert_customers,
-            "dry_run": self.dry_run,
-            "events_per_request": self.events_per_request,
-            "format": self.format,
-            "outage_limit": self.outage_limit,
-            "max_failures": self.max_failures,
-            "headroom": self.headroom,
-            "source_sql": self.source_sql,
-            "source_url": display_name(self.source_url),
-            "params": list(self.params),
-            "shard": self.shard,
-            "since": self.since,
-            "until": self.until,
-            "retry_rejected": self.retry_rejected,
-            "retry_code": self.retry_code,
-        }
+    def __repr__(self) -> str:
+        return f"LedgerTarget(kind={self.kind!r}, location={self.shown!r})"
 
 
 #: How many answered rows a percentage of failures is judged on, at the least.
@@ -232,6 +323,14 @@ class FailureLimit:
     def __str__(self) -> str:
         return f"{self.count} rows" if self.count is not None else f"{self.share:.1%}"
 
+    @property
+    def text(self) -> str:
+        """As `--max-failures` takes it."""
+        if self.count is not None:
+            return str(self.count)
+        assert self.share is not None
+        return f"{self.share * 100:g}%"
+
 
 _DURATION: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h)?\s*$")
 _DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
@@ -265,6 +364,28 @@ def parse_share(text: str) -> float:
     return share
 
 
+_PARAM_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SqlSource:
+    """`--source-sql`: a query (or `@file` holding one), the database URL, bound parameters.
+
+    >>> SqlSource("SELECT 1", "sqlite://", (("since", "2024-01-01"),)).shown
+    'sqlite://'
+    """
+
+    query: str
+    url: str = field(repr=False)  # it may hold a password
+    #: (name, value) pairs, bound as query parameters, never pasted into the text.
+    params: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def shown(self) -> str:
+        """The database as rows, results and messages name it: no password."""
+        return display_name(self.url)
+
+
 def sql_source(query: str, url: str, params: Sequence[str] = ()) -> SqlSource | None:
     """The SQL source `--source-sql`, `--source-url` and `--param` give, checked.
 
@@ -290,182 +411,328 @@ def sql_source(query: str, url: str, params: Sequence[str] = ()) -> SqlSource | 
     return SqlSource(query, url, tuple(pairs))
 
 
-def resolve_sql(
-    *,
-    source_sql: str | None = None,
-    source_url: str | None = None,
-    params: Sequence[str] = (),
-    env: Mapping[str, str] | None = None,
-) -> SqlSource | None:
-    """The SQL source from options (None: not given), else the environment, as `resolve` does.
+# --- settings ------------------------------------------------------------------------------
 
-    >>> resolve_sql(source_sql="SELECT 1", env={"BACKFILL_SOURCE_URL": "sqlite://"}).url
-    'sqlite://'
-    """
-    environ = os.environ if env is None else env
-    return sql_source(
-        source_sql or environ.get(env_name_of("source_sql"), ""),
-        source_url or environ.get(env_name_of("source_url"), ""),
-        params,
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a command needs to know, typed. The API key never appears in its repr."""
+
+    sources: tuple[str, ...]
+    mapping: str
+    ledger: LedgerTarget
+    api_key: str = field(default="", repr=False)
+    api_url: str = DEFAULT_API_URL
+    results_dir: str = DEFAULT_RESULTS_DIR
+    rate: Rate = Rate(parse_rate(DEFAULT_RATE))
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_retries: int = DEFAULT_MAX_RETRIES
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    limit: int | None = None
+    expect_workspace: str = ""
+    allow_id_change: bool = False
+    upsert_customers: bool = False
+    dry_run: bool = False
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    events_per_request: int = 1
+    #: csv, jsonl or parquet for every source; empty: from each file's name.
+    format: str = ""
+    outage_limit_s: float = 600.0
+    max_failures: FailureLimit | None = None
+    #: The query rows come from instead of files.
+    sql: SqlSource | None = None
+    #: This run takes one shard of the rows (by externalId hash); None: every row.
+    shard: Shard | None = None
+    #: Bounds on the mapping's timestamp column: since <= timestamp < until.
+    window: Window = Window()
+    #: Send again the rows Plain rejected (all, or those with `retry_code`).
+    retry_rejected: bool = False
+    retry_code: str = ""
+
+    @property
+    def selection_text(self) -> str:
+        """The part of the job a run takes, as its summary says it."""
+        shard = f"shard {self.shard}" if self.shard is not None else ""
+        return ", ".join(part for part in (shard, str(self.window)) if part)
+
+    def public(self) -> dict[str, Any]:
+        """The options worth recording with a run, as option text: no key, no credentials.
+
+        The runs table keeps this; `Rate.parse` and `Shard.parse` read it back.
+        """
+        sql = self.sql
+        return {
+            "sources": [display_name(source) for source in self.sources],
+            "mapping": self.mapping,
+            "api_url": mask_url(self.api_url),
+            "rate": str(self.rate),
+            "concurrency": self.concurrency,
+            "max_retries": self.max_retries,
+            "timeout_s": self.timeout_s,
+            "limit": self.limit,
+            "expect_workspace": self.expect_workspace,
+            "allow_id_change": self.allow_id_change,
+            "upsert_customers": self.upsert_customers,
+            "dry_run": self.dry_run,
+            "events_per_request": self.events_per_request,
+            "format": self.format,
+            "outage_limit": f"{self.outage_limit_s:g}s",
+            "max_failures": self.max_failures.text if self.max_failures else "",
+            "headroom": f"{self.rate.headroom:.0%}",
+            "source_sql": sql.query if sql else "",
+            "source_url": sql.shown if sql else "",
+            "params": [f"{name}={value}" for name, value in sql.params] if sql else [],
+            "shard": str(self.shard) if self.shard else "",
+            "since": self.window.since.isoformat() if self.window.since else "",
+            "until": self.window.until.isoformat() if self.window.until else "",
+            "retry_rejected": self.retry_rejected,
+            "retry_code": self.retry_code,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """An option every command reads the same way: its environment variable and type."""
+
+    name: str
+    env: str
+    kind: Literal["text", "int", "float", "bool", "list"] = "text"
+    #: Repeatable or per-invocation options are never read from the environment.
+    from_env: bool = True
+
+    @property
+    def flag(self) -> str:
+        return "--timeout" if self.name == "timeout_s" else "--" + self.name.replace("_", "-")
+
+    @property
+    def named(self) -> str:
+        """How a user names it: its flag and its environment variable."""
+        return f"{self.flag} ({self.env})" if self.from_env else self.flag
+
+
+def _option(name: str, kind: Literal["text", "int", "float", "bool", "list"] = "text") -> Option:
+    special = {"api_key": ENV_API_KEY, "api_url": ENV_API_URL, "timeout_s": "BACKFILL_TIMEOUT"}
+    env = special.get(name, ENV_PREFIX + name.upper())
+    return Option(name, env, kind, from_env=name not in ("params", "retry_rejected", "retry_code"))
+
+
+#: Every option `resolve` takes, by its keyword.
+OPTIONS: Final = {
+    option.name: option
+    for option in (
+        _option("api_key"),
+        _option("api_url"),
+        _option("ledger"),
+        _option("results_dir"),
+        _option("rate"),
+        _option("headroom"),
+        _option("concurrency", "int"),
+        _option("max_retries", "int"),
+        _option("timeout_s", "float"),
+        _option("limit", "int"),
+        _option("expect_workspace"),
+        _option("allow_id_change", "bool"),
+        _option("upsert_customers", "bool"),
+        _option("dry_run", "bool"),
+        _option("chunk_rows", "int"),
+        _option("events_per_request", "int"),
+        _option("format"),
+        _option("outage_limit"),
+        _option("max_failures"),
+        _option("source_sql"),
+        _option("source_url"),
+        _option("params", "list"),
+        _option("shard"),
+        _option("since"),
+        _option("until"),
+        _option("retry_rejected", "bool"),
+        _option("retry_code"),
     )
-
-
-def default_ledger(mapping: str) -> str:
-    """Where a job's ledger lives unless told: `.backfill/<stem>.sqlite` beside the mapping.
-
-    One mapping file is one job: its ledger follows the file (not the working
-    directory, not the namespace, not `--results-dir`), so editing the mapping's
-    namespace or key columns meets the ledger's id-rule check instead of a fresh ledger,
-    and two jobs never share a ledger by accident.
-
-    >>> default_ledger("jobs/orders/mapping.toml")
-    'jobs/orders/.backfill/mapping.sqlite'
-    """
-    path = Path(mapping)
-    return str(path.parent / DEFAULT_LEDGER_DIR / f"{path.stem}.sqlite")
-
-
-def mask_url(url: str) -> str:
-    """A URL with its password as `***` and every query value too (`?password=` exists).
-
-    >>> mask_url("postgresql+psycopg://u:pw@host:5432/db?sslmode=require&password=pw")
-    'postgresql+psycopg://u:***@host:5432/db?sslmode=***&password=***'
-    >>> mask_url("postgresql://:pw@host/db"), mask_url("https://host/path")
-    ('postgresql://:***@host/db', 'https://host/path')
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url.split("://", 1)[0] + "://(a URL that cannot be parsed)"
-    user, at, host = parts.netloc.rpartition("@")
-    netloc = f"{user.partition(':')[0]}:***@{host}" if at and ":" in user else parts.netloc
-    return parts._replace(netloc=netloc, query=_masked_query(parts.query)).geturl()
-
-
-def _masked_query(query: str) -> str:
-    return (
-        "&".join(
-            f"{name}=***" if sep else "***"
-            for name, sep, _ in (item.partition("=") for item in query.split("&"))
-        )
-        if query
-        else ""
-    )
-
-
-_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-def is_url(source: str) -> bool:
-    """Whether a source is a URL (`s3://...`, `https://...`) rather than a local path."""
-    return _URL.match(source) is not None
-
-
-def display_name(source: str) -> str:
-    """A source as it may be shown or stored: a URL without its credentials.
-
-    A password (and, over http(s), any user name: it may be a token) is dropped and
-    every query value becomes `***` (SAS tokens and presigned signatures live there).
-    `container@account` in an Azure URL stays. A local path is returned as it is.
-
-    >>> display_name("https://user:pw@host/a.csv.gz?sig=abc&se=2030")
-    'https://host/a.csv.gz?sig=***&se=***'
-    """
-    if not is_url(source):
-        return source
-    try:
-        parts = urlsplit(source)
-    except ValueError:
-        return source.split("://", 1)[0] + "://(a URL that cannot be parsed)"
-    user, at, host = parts.netloc.rpartition("@")
-    netloc = host if at and (":" in user or parts.scheme in ("http", "https")) else parts.netloc
-    if netloc == parts.netloc and not parts.query and not parts.fragment:
-        return source
-    shown = parts._replace(netloc=netloc, query=_masked_query(parts.query), fragment="")
-    return shown.geturl() + ("#***" if parts.fragment else "")
-
-
-def resolve(
-    *,
-    sources: tuple[str, ...],
-    mapping: str,
-    env: Mapping[str, str] | None = None,
-    trust_env: bool = True,
-    **given: Any,
-) -> Settings:
-    """Build Settings from given options (UNSET = not given), the environment and defaults.
-
-    >>> resolve(sources=("a.csv",), mapping="m.toml", env={}, rate=UNSET).rate
-    '450/min'
-    """
-    environ = (os.environ if env is None else env) if trust_env else {}
-    values: dict[str, Any] = {}
-    names = {f for f in Settings.__dataclass_fields__ if f not in ("sources", "mapping")}
-    for name, value in given.items():
-        if name not in names:
-            raise TypeError(f"unknown setting {name!r}")
-        if value is not UNSET:
-            values[name] = value
-    for name in names - values.keys() - _NOT_FROM_ENV:
-        env_name = env_name_of(name)
-        if env_name in environ and environ[env_name] != "":
-            values[name] = _from_env(name, environ[env_name], env_name)
-    settings = Settings(sources=sources, mapping=mapping, **values)
-    _check(settings)
-    return settings
+}
 
 
 def env_name_of(setting: str) -> str:
-    """The environment variable of a setting: `PLAIN_*` for the API, else `BACKFILL_<OPTION>`.
+    """The environment variable of an option: `PLAIN_*` for the API, else `BACKFILL_<OPTION>`.
 
     >>> env_name_of("timeout_s")
     'BACKFILL_TIMEOUT'
     """
-    special = {"api_key": ENV_API_KEY, "api_url": ENV_API_URL, "timeout_s": "BACKFILL_TIMEOUT"}
-    return special.get(setting, ENV_PREFIX + setting.upper())
+    return OPTIONS[setting].env
 
 
+FORMATS: Final = ("csv", "jsonl", "parquet")
 _TRUE: Final = frozenset({"1", "true", "yes", "on"})
 _FALSE: Final = frozenset({"0", "false", "no", "off"})
 
 
-def _from_env(name: str, text: str, env_name: str) -> Any:
-    kind = Settings.__dataclass_fields__[name].type
+#: Options that pick rows of the sources: without sources (`status`, `export` of a whole
+#: ledger) they are refused when given and not read from the environment.
+ROW_OPTIONS: Final = ("source_url", "params", "shard", "since", "until", "format", "limit")
+
+
+def resolve(
+    *,
+    sources: Sequence[str] = (),
+    mapping: str = "",
+    env: Mapping[str, str] | None = None,
+    trust_env: bool = True,
+    sources_optional: bool = False,
+    **given: Any,
+) -> Settings:
+    """Settings from given options (UNSET or absent: not given), the environment and
+    defaults, every value parsed and checked. Every command resolves its options here.
+
+    `sources_optional` is for commands that read a ledger and may check sources too
+    (`status`, `export`): without sources, options that pick rows are refused.
+
+    >>> resolve(sources=("a.csv",), mapping="m.toml", env={}, rate=UNSET).rate.per_s
+    7.5
+    >>> resolve(sources=("a.csv",), mapping="m.toml", env={"BACKFILL_SHARD": "1/4"}).shard
+    Shard(index=1, count=4)
+    """
+    environ = (os.environ if env is None else env) if trust_env else {}
+    raw: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in OPTIONS:
+            raise TypeError(f"unknown setting {name!r}")
+        if value is not UNSET:
+            raw[name] = value
+    for name, option in OPTIONS.items():
+        if name not in raw and option.from_env and environ.get(option.env, "") != "":
+            raw[name] = _from_env(option, environ[option.env])
+    if sources_optional:
+        _sources_optional(sources, mapping, raw, given)
+    return _settings(tuple(sources), mapping, raw)
+
+
+def _sources_optional(
+    sources: Sequence[str], mapping: str, raw: dict[str, Any], given: Mapping[str, Any]
+) -> None:
+    with_sources = bool(sources) or bool(raw.get("source_sql"))
+    if with_sources and not mapping:
+        raise ConfigError("checking sources needs their --mapping")
+    if with_sources:
+        return
+    named = sorted(
+        OPTIONS[name].flag
+        for name in ROW_OPTIONS
+        if given.get(name, UNSET) not in (UNSET, None, (), "")
+    )
+    if named:
+        raise ConfigError(
+            f"{', '.join(named)} pick rows of the sources: give SOURCE... (or --source-sql) "
+            "and --mapping, or leave them out to summarise the whole ledger"
+        )
+    for name in ROW_OPTIONS:
+        raw.pop(name, None)
+
+
+def given_rate(text: str | None, env: Mapping[str, str] | None = None) -> Rate | None:
+    """A rate given as an option, else `BACKFILL_RATE`, else None (`status`'s ETA then
+    assumes the last run's).
+
+    >>> given_rate(None, {"BACKFILL_RATE": "10/s"}).per_s, given_rate(None, {})
+    (10.0, None)
+    """
+    environ = os.environ if env is None else env
+    value = text or environ.get(OPTIONS["rate"].env, "")
+    return _parsed("rate", Rate.parse, value) if value else None
+
+
+def _from_env(option: Option, text: str) -> Any:
     value = text.strip()
     try:
-        if kind in ("int", "int | None"):
+        if option.kind == "int":
             return int(value)
-        if kind == "float":
+        if option.kind == "float":
             return float(value)
     except ValueError:
-        wanted = "a whole number" if kind.startswith("int") else "a number"
-        raise ConfigError(f"{env_name}={text!r} is not {wanted}") from None
-    if kind == "bool":
+        wanted = "a whole number" if option.kind == "int" else "a number"
+        raise ConfigError(f"{option.env}={text!r} is not {wanted}") from None
+    if option.kind == "bool":
         if value.lower() in _TRUE | _FALSE:
             return value.lower() in _TRUE
-        raise ConfigError(f"{env_name}={text!r} is not true or false (1/0, yes/no, on/off)")
+        raise ConfigError(f"{option.env}={text!r} is not true or false (1/0, yes/no, on/off)")
     return text
 
 
-def _option(name: str) -> str:
-    """How a user names a setting: its flag and its environment variable."""
-    flag = "--timeout" if name == "timeout_s" else "--" + name.replace("_", "-")
-    return f"{flag} ({env_name_of(name)})"
+def _parsed(name: str, parse: Callable[[str], Any], text: str) -> Any:
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"{OPTIONS[name].named}: {exc}") from None
+
+
+def _settings(sources: tuple[str, ...], mapping: str, raw: dict[str, Any]) -> Settings:
+    def text(name: str, default: str = "") -> str:
+        value = raw.get(name, default)
+        return default if value is None else str(value)
+
+    shard_text = text("shard").strip()
+    shard = _parsed("shard", Shard.parse, shard_text) if shard_text else None
+    headroom = _parsed("headroom", parse_share, text("headroom", DEFAULT_HEADROOM))
+    share = shard.share if shard is not None else 1.0
+    rate = _parsed(
+        "rate",
+        lambda t: Rate.parse(t, headroom=headroom, share=share),
+        text("rate", DEFAULT_RATE),
+    )
+    failures = text("max_failures").strip()
+    try:
+        window = Window.parse(text("since"), text("until"))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    ledger_text = text("ledger")
+    if ledger_text:
+        ledger = _parsed("ledger", LedgerTarget.parse, ledger_text)
+    elif mapping:
+        ledger = LedgerTarget.default_for(mapping)
+    else:
+        raise ConfigError("give --ledger (BACKFILL_LEDGER), or --mapping to use its default ledger")
+    fmt = text("format")
+    if fmt and fmt not in FORMATS:
+        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    typed = {
+        name: raw[name]
+        for name in (
+            "api_key",
+            "api_url",
+            "results_dir",
+            "concurrency",
+            "max_retries",
+            "timeout_s",
+            "limit",
+            "expect_workspace",
+            "allow_id_change",
+            "upsert_customers",
+            "dry_run",
+            "chunk_rows",
+            "events_per_request",
+            "retry_rejected",
+            "retry_code",
+        )
+        if name in raw and raw[name] is not None
+    }
+    settings = Settings(
+        sources=sources,
+        mapping=mapping,
+        ledger=ledger,
+        rate=rate,
+        format=fmt,
+        outage_limit_s=_parsed(
+            "outage_limit", parse_duration, text("outage_limit", DEFAULT_OUTAGE_LIMIT)
+        ),
+        max_failures=_parsed("max_failures", FailureLimit.parse, failures) if failures else None,
+        sql=sql_source(text("source_sql"), text("source_url"), tuple(raw.get("params") or ())),
+        shard=shard,
+        window=window,
+        **typed,
+    )
+    _check(settings)
+    return settings
 
 
 def _check(settings: Settings) -> None:
-    checks = [
-        ("rate", "rate_per_s"),
-        ("outage_limit", "outage_limit_s"),
-        ("headroom", "headroom_share"),
-        ("max_failures", "failure_limit"),
-        ("shard", "shard_spec"),
-    ]
-    for name, parsed in checks:
-        try:
-            getattr(settings, parsed)  # parsing is the check
-        except ValueError as exc:
-            raise ConfigError(f"{_option(name)}: {exc}") from None
     limits = [
         ("concurrency", settings.concurrency >= 1, "at least 1"),
         ("max_retries", settings.max_retries >= 0, "0 or more"),
@@ -481,23 +748,16 @@ def _check(settings: Settings) -> None:
     ]
     for name, ok, wanted in limits:
         if not ok:
-            raise ConfigError(f"{_option(name)} must be {wanted}")
+            raise ConfigError(f"{OPTIONS[name].named} must be {wanted}")
     if settings.sql is not None and settings.sources:
         raise ConfigError(
             "give either source files or --source-sql, not both (run one job per source)"
         )
-    try:
-        # Only the form is checked here: a bound without offset is read in the mapping's zone.
-        since, until = (parse_bound(getattr(settings, n), UTC, name=n) for n in ("since", "until"))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    if since is not None and until is not None and since >= until:
-        raise ConfigError(f"--since ({settings.since}) must be before --until ({settings.until})")
     if settings.retry_code and not settings.retry_rejected:
         raise ConfigError("--code picks which rejected rows to send again: give --retry-rejected")
-    if not _is_http_url(settings.api_url):
+    if not is_http_url(settings.api_url):
         raise ConfigError(
-            f"{_option('api_url')} must be an http(s) URL: {mask_url(settings.api_url)!r}"
+            f"{OPTIONS['api_url'].named} must be an http(s) URL: {mask_url(settings.api_url)!r}"
         )
     seen: set[str] = set()
     for source in settings.sources:
@@ -507,10 +767,23 @@ def _check(settings: Settings) -> None:
         seen.add(real)
 
 
-def _is_http_url(url: str) -> bool:
+def recorded_rate(options: Mapping[str, Any]) -> Rate | None:
+    """The rate a run recorded (`Settings.public`), read back; None if it recorded none.
+
+    >>> recorded_rate({"rate": "30/s"}).per_s
+    30.0
+    """
+    given = str(options.get("rate") or "")
     try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
+        return Rate.parse(given) if given else None
     except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
+        return None
+
+
+def recorded_shard(options: Mapping[str, Any]) -> Shard | None:
+    """The shard a run recorded, read back."""
+    given = str(options.get("shard") or "")
+    try:
+        return Shard.parse(given) if given else None
+    except ValueError:
+        return None

@@ -54,6 +54,15 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
     >>> parse_timestamp("2023-04-08 20:09:17 UTC", UTC).isoformat()
     '2023-04-08T20:09:17+00:00'
     """
+    return in_zone(read_timestamp(text), tz, text)
+
+
+def read_timestamp(text: str) -> datetime:
+    """An ISO 8601 timestamp as written: aware when it has an offset, naive when not.
+
+    >>> read_timestamp("2024-03-05 14:22:09").tzinfo is None
+    True
+    """
     value = text.strip()
     if not value:
         raise KeyValueError("empty timestamp")
@@ -64,15 +73,19 @@ def parse_timestamp(text: str, tz: tzinfo) -> datetime:
         # Python drops the fraction of such an offset: refuse rather than shift the instant.
         raise KeyValueError(f"a UTC offset with seconds is not supported: {value[:60]!r}")
     try:
-        parsed = datetime.fromisoformat(value)
+        return datetime.fromisoformat(value)
     except ValueError:
         raise KeyValueError(f"not an ISO 8601 timestamp: {value[:60]!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=tz)
+
+
+def in_zone(moment: datetime, tz: tzinfo, text: str = "") -> datetime:
+    """`moment` in UTC, read in `tz` when it has no offset."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=tz)
     try:
-        return parsed.astimezone(UTC)
+        return moment.astimezone(UTC)
     except (OverflowError, ValueError):
-        raise KeyValueError(f"out of range: {value[:60]!r}") from None
+        raise KeyValueError(f"out of range: {(text or str(moment))[:60]!r}") from None
 
 
 def parse_epoch(text: str, unit: str) -> datetime:

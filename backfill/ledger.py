@@ -699,7 +699,7 @@ def open_ledger(target: str, *, readonly: bool = False) -> Ledger:
     other database is refused. `readonly` (dry runs, validate) reads the ledger as it is
     and creates nothing.
     """
-    from backfill.config import is_url, mask_url
+    from backfill.urls import is_url, mask_url
 
     if not is_postgres_url(target):
         if (file := _SQLITE_URL.match(target)) is not None:

@@ -18,7 +18,6 @@ from typing import Any, Final
 
 import psycopg
 
-from backfill.config import mask_url
 from backfill.errors import LedgerError
 from backfill.ledger import (
     _DRIVER,
@@ -32,6 +31,7 @@ from backfill.ledger import (
 )
 from backfill.ledger import MIGRATIONS as SQLITE_MIGRATIONS
 from backfill.models import Attempt, Event, LedgerEntry, Outcome, Status
+from backfill.urls import mask_url
 
 #: A run whose heartbeat is older than this is taken for dead: its claims are taken over.
 STALE_AFTER_S: Final = 60.0

@@ -29,10 +29,10 @@ from jinja2 import nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from backfill import plain_enums
-from backfill.config import display_name
 from backfill.errors import MappingError
 from backfill.ids import EPOCH_UNITS, ID_FORMAT_VERSION, KEY_TYPES, NAMESPACE_PATTERN
 from backfill.models import EventKind
+from backfill.urls import display_name
 
 FieldKind = Literal["text", "url", "enum", "timestamp"]
 Policy = Literal["reject", "truncate"]

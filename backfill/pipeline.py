@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import signal
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,15 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from backfill import plain
-from backfill.config import (
-    DEFAULT_CHUNK_ROWS,
-    DEFAULT_RESULTS_DIR,
-    FailureLimit,
-    Settings,
-    SqlSource,
-    default_ledger,
-    display_name,
-)
+from backfill.config import FailureLimit, Rate, Settings
 from backfill.errors import (
     AuthError,
     BackfillError,
@@ -44,15 +34,15 @@ from backfill.errors import (
     Transient,
 )
 from backfill.ids import ID_FORMAT_VERSION
+from backfill.intake import Prepared, prepare
 from backfill.ledger import CustomerRecord, SqliteLedger, open_ledger
-from backfill.mapper import Mapper, compile_mapper, event_id, event_ids, map_row
-from backfill.mapping import MappingSpec, check_columns, load_mapping
+from backfill.mapper import Mapper, event_id, map_row
+from backfill.mapping import MappingSpec
 from backfill.models import (
     FAILED,
     Counts,
     Event,
     Invalid,
-    LedgerEntry,
     Outcome,
     ResultRow,
     RowProblem,
@@ -61,23 +51,27 @@ from backfill.models import (
     Workspace,
 )
 from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
-from backfill.planner import Decision, Planned, Resend, plan
-from backfill.readers import (
-    FORMATS,
-    CsvOptions,
-    Format,
-    ReadProgress,
-    expand,
-    read_chunks,
-    read_header,
+from backfill.planner import (
+    Decision,
+    Identified,
+    Planned,
+    Rules,
+    identified,
+    known_from,
+    planned,
+    settle,
 )
-from backfill.readers.files import kind_of
+from backfill.readers import (
+    ReadProgress,
+)
 from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, iso, write_summary
-from backfill.selection import Selection, Shard, Window, parse_bound, query_bounds
 from backfill.sender import Sender, SendOptions, Sent
+from backfill.urls import display_name
 
 if TYPE_CHECKING:
+    from backfill.export import ExportSummary
     from backfill.ledger import Ledger
+    from backfill.status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +90,6 @@ HELD_WAIT_S: Final = 30.0
 #: A claim lasts at least this long unrenewed (the heartbeat renews it every HEARTBEAT_S).
 CLAIM_MIN_S: Final = 60.0
 HELD_POLL_S: Final = 1.0
-#: Chunks read (and looked up in the ledger) ahead of the one being planned.
-LOOKAHEAD_CHUNKS: Final = 3
 #: With several events per request: how long a sender waits to fill a request.
 BATCH_FILL_S: Final = 0.05
 #: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
@@ -163,22 +155,15 @@ async def arun(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """The async twin of `run` (for notebooks, which already run an event loop)."""
-    prepared = _prepare(
-        settings.sources,
-        settings.mapping,
-        settings.format,
-        settings.sql,
-        window=(settings.since, settings.until),
-    )
+    prepared = prepare(settings)
     spec = prepared.spec
     dry_run = settings.dry_run
     if not settings.api_key and not dry_run:
         raise ConfigError("set PLAIN_API_KEY to the API key of the workspace to write to")
     if settings.upsert_customers:
         _check_upsert(spec)
-    ledger_path = settings.ledger or default_ledger(settings.mapping)
     # A dry run reads the ledger as it is and never creates or changes it.
-    ledger = open_ledger(ledger_path, readonly=dry_run)
+    ledger = open_ledger(settings.ledger.location, readonly=dry_run)
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change, record=not dry_run)
         run_id = new_run_id()
@@ -202,38 +187,9 @@ async def arun(
 
 def _folder_name(run_id: str, settings: Settings) -> str:
     """`<run_id>`, `<run_id>-shard-I-of-N`, and `-dry-run` after either."""
-    shard = settings.shard_spec
+    shard = settings.shard
     name = f"{run_id}-{shard.label}" if shard is not None else run_id
     return f"{name}-dry-run" if settings.dry_run else name
-
-
-def selection(spec: MappingSpec, *, shard: str = "", since: str = "", until: str = "") -> Selection:
-    """The rows a run takes: its shard (`I/N`), in its window (bounds without offset in
-    the mapping's zone)."""
-    try:
-        window = Window(
-            since=parse_bound(since, spec.tz, name="since"),
-            until=parse_bound(until, spec.tz, name="until"),
-        )
-        shard_spec = Shard.parse(shard) if shard.strip() else None
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    return Selection(
-        shard=shard_spec,
-        window=window,
-        timestamp_column=spec.timestamp_column,
-        timestamp_unit=spec.timestamp_unit,
-        tz=spec.tz,
-    )
-
-
-def _described(settings: Settings) -> str:
-    """The part of the job a run takes, as its summary says it."""
-    parts = [f"shard {settings.shard.strip()}" if settings.shard.strip() else ""]
-    parts += [
-        f"{name} {value}" for name in ("since", "until") if (value := getattr(settings, name))
-    ]
-    return ", ".join(part for part in parts if part)
 
 
 def _issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
@@ -250,29 +206,10 @@ def _issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
     )
 
 
-def _upsertable(event: Event) -> Event | Invalid:
-    """With --upsert-customers, a customer event whose customer cannot be upserted is invalid."""
-    if not event.customer or event.upsert is not None:
-        return event
-    problem = RowProblem("cannot_upsert", f"cannot upsert the customer: {event.upsert_problem}")
-    return Invalid(event.source, event.position, problem, event.external_id)
-
-
 def _customer_refused(code: str, message: str) -> Outcome:
     return Outcome(
         Status.REJECTED, attempts=0, code=code, message=f"the customer upsert failed: {message}"
     )
-
-
-def _resend(settings: Settings) -> Resend:
-    """Which rejected rows this run sends again: `--retry-rejected` (all, or one code), and
-    with `--upsert-customers` those refused for a missing customer, upserted now."""
-    if settings.retry_rejected and not settings.retry_code:
-        return Resend(codes=None)
-    codes = {settings.retry_code} if settings.retry_rejected else set()
-    if settings.upsert_customers:
-        codes.add("not_found")
-    return Resend(codes=frozenset(codes))
 
 
 def new_run_id() -> str:
@@ -305,27 +242,6 @@ def _check_id_rule(
         )
     if known != rule and record:
         ledger.set_meta("id_rule", rule)
-
-
-_Pair = tuple[SourceRow, str | RowProblem]
-
-
-@dataclass(frozen=True, slots=True)
-class _Known:
-    """What the ledger knows of a chunk's ids: repeats within this run, and entries."""
-
-    first_seen: dict[str, tuple[str, str]]
-    entries: dict[str, LedgerEntry]
-
-
-@dataclass(frozen=True, slots=True)
-class _Identified:
-    """A chunk's rows with their externalId (or why none), and the ledger's answer to come."""
-
-    pairs: list[_Pair]
-    known: Future[_Known]
-    #: How much of the sources was read once this chunk was (for estimates).
-    read_fraction: float
 
 
 @dataclass(slots=True)
@@ -388,7 +304,7 @@ class _Job:
     def __init__(
         self,
         settings: Settings,
-        prepared: _Prepared,
+        prepared: Prepared,
         ledger: Ledger,
         run_id: str,
         folder: Path,
@@ -397,9 +313,7 @@ class _Job:
         transport: httpx.AsyncBaseTransport | None,
     ) -> None:
         self.settings = settings
-        self.selection = selection(
-            prepared.spec, shard=settings.shard, since=settings.since, until=settings.until
-        )
+        self.selection = prepared.selection
         self.spec = prepared.spec
         self.mapper = prepared.mapper
         self.prepared = prepared
@@ -424,12 +338,12 @@ class _Job:
         #: Dry runs: what the ledger holds for events it would send again.
         self._ledger_status: dict[str, str] = {}
         self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
-        self.failure_limit = settings.failure_limit
+        self.failure_limit = settings.max_failures
         self._signalled = False
         #: Rows settled by earlier runs (and of those, the rejected), for --max-failures.
         self._earlier = self._failed_earlier = 0
         self._held: list[Event] = []  # rows another live run held when this one came to send
-        self._resend = _resend(settings)
+        self.rules = Rules.of(settings, prepared.mapper, prepared.selection)
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         loop = asyncio.get_running_loop()
@@ -537,8 +451,22 @@ class _Job:
 
     async def _produce(self, queue: asyncio.Queue[Event | None]) -> None:
         try:
-            with ThreadPoolExecutor(1, thread_name_prefix="ledger-lookup") as lookups:
-                await self._produce_from(queue, self._identified(lookups))
+            chunks = self.prepared.chunks(
+                limit=self.settings.limit,
+                chunk_rows=self.settings.chunk_rows,
+                progress=self.read_progress,
+            )
+            known = known_from(self.ledger, self.ledger)
+            await self._produce_from(
+                queue,
+                identified(
+                    chunks,
+                    self.rules,
+                    known,
+                    read_fraction=lambda: self.read_progress.fraction,
+                    stopped=lambda: self.stop.is_set,
+                ),
+            )
         except BackfillError as exc:
             self.stop.set(str(exc), exc.exit_code, exc)
         except Exception as exc:
@@ -548,43 +476,15 @@ class _Job:
             for _ in range(self.settings.concurrency):
                 await queue.put(None)
 
-    def _identified(self, lookups: ThreadPoolExecutor) -> Iterator[_Identified]:
-        """Chunks with their ids, and the ledger's answer for them, read ahead.
-
-        The ledger answers from a worker thread (SQLite lets go of the GIL) while earlier
-        chunks are planned and reported and later ones read. Reading `LOOKAHEAD_CHUNKS`
-        ahead gives the worker time to win the GIL back between its statements.
-        """
-        ahead: deque[_Identified] = deque()
-        for chunk in self.prepared.chunks(
-            limit=self.settings.limit,
-            chunk_rows=self.settings.chunk_rows,
-            progress=self.read_progress,
-        ):
-            pairs = self.selection.keep(event_ids(self.mapper, chunk))
-            ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
-            known = lookups.submit(self._known, ids)
-            ahead.append(_Identified(pairs, known, self.read_progress.fraction))
-            if len(ahead) > LOOKAHEAD_CHUNKS:
-                yield ahead.popleft()
-                if self.stop.is_set:
-                    return
-        while ahead and not self.stop.is_set:
-            yield ahead.popleft()
-
-    def _known(self, ids: list[tuple[str, str, str]]) -> _Known:
-        first_seen = self.ledger.first_seen(ids)
-        return _Known(first_seen, self.ledger.lookup(i for i, _, _ in ids))
-
     async def _produce_from(
-        self, queue: asyncio.Queue[Event | None], chunks: Iterator[_Identified]
+        self, queue: asyncio.Queue[Event | None], chunks: Iterator[Identified]
     ) -> None:
         for chunk in chunks:
             if self.stop.is_set:
                 break
             known = await asyncio.wrap_future(chunk.known)
             self._read_fraction = chunk.read_fraction
-            events = self._plan_chunk(chunk.pairs, known)
+            events = self._plan_chunk(settle(self.rules, chunk.pairs, known))
             if self.settings.dry_run:
                 for event in events:
                     self._would_send(event)
@@ -602,42 +502,22 @@ class _Job:
                     raise
             self._report_progress()
 
-    def _plan_chunk(self, pairs: list[_Pair], known: _Known) -> list[Event]:
-        """Plan a chunk: record and report what is not sent; return the events to send."""
-        self.counts.rows_read += len(pairs)
-        first_seen, entries = known.first_seen, known.entries
+    def _plan_chunk(self, items: list[Planned]) -> list[Event]:
+        """Record and report what is not sent; return the events to send."""
+        self.counts.rows_read += len(items)
         events: list[Event] = []
         issues: list[tuple[Invalid, Status]] = []
         settled: list[Planned] = []
-        for item in plan(pairs, entries, first_seen, resend=self._resend):
+        for item in items:
             if item.decision == Decision.SEND:
-                mapped = map_row(
-                    self.mapper,
-                    item.row,
-                    item.external_id,
-                    upsert=self.settings.upsert_customers,
-                )
-                if isinstance(mapped, Event) and self.settings.upsert_customers:
-                    mapped = _upsertable(mapped)
-                if isinstance(mapped, Event):
-                    events.append(mapped)
-                    if item.entry is not None and self.settings.dry_run:
-                        self._ledger_status[mapped.external_id] = str(item.entry.status)
-                    continue
-                issues.append((mapped, Status.INVALID))
-            elif item.decision in (Decision.INVALID, Decision.DUPLICATE):
-                assert item.problem is not None
-                status = (
-                    Status.INVALID
-                    if item.decision == Decision.INVALID
-                    else Status.DUPLICATE_IN_SOURCE
-                )
-                issues.append(
-                    (
-                        Invalid(item.row.source, item.row.position, item.problem, item.external_id),
-                        status,
-                    )
-                )
+                assert item.event is not None
+                events.append(item.event)
+                if item.entry is not None and self.settings.dry_run:
+                    self._ledger_status[item.external_id] = str(item.entry.status)
+            elif item.decision == Decision.INVALID:
+                issues.append((item.invalid, Status.INVALID))
+            elif item.decision == Decision.DUPLICATE:
+                issues.append((item.invalid, Status.DUPLICATE_IN_SOURCE))
             else:
                 settled.append(item)
         self._settled_earlier(settled)
@@ -657,14 +537,9 @@ class _Job:
             counts.add(status, n)
         self._failed_earlier += by_status[Status.INVALID] + by_status[Status.REJECTED]
         for item in items:
-            entry = item.entry
-            assert entry is not None
             if item.decision == Decision.SKIP_DONE:
                 counts.skipped_done += 1
-                if entry.mapping_hash != self.spec.hash:
-                    mapped = map_row(self.mapper, item.row, item.external_id)
-                    if isinstance(mapped, Invalid) or mapped.payload_hash != entry.payload_hash:
-                        counts.changed_payloads += 1
+                counts.changed_payloads += item.changed
         self._earlier += len(items)
         self.results.write_settled(self.run_id, items)
         if self.failure_limit is not None and self._failed_earlier:
@@ -853,16 +728,12 @@ class _Job:
                 url=settings.api_url,
                 api_key=settings.api_key,
                 options=SendOptions(
-                    # A shard's share of the budget; under auto, of the learnt budget.
-                    rate_per_s=settings.rate_per_s * settings.rate_share,
-                    share=settings.rate_share,
+                    settings.rate,
                     max_retries=settings.max_retries,
                     timeout_s=settings.timeout_s,
                     concurrency=settings.concurrency,
                     events_per_request=settings.events_per_request,
                     outage_limit_s=settings.outage_limit_s,
-                    rate_auto=settings.rate_auto,
-                    headroom=settings.headroom_share,
                 ),
                 transport=self.transport,
                 notice=self.notice,
@@ -1032,7 +903,7 @@ class _Job:
         if auto is None or not auto.limit:
             return ""
         window = f"{auto.window_s:.3g}s window" if auto.window_s else "window"
-        share = self.settings.headroom_share
+        share = self.settings.rate.headroom
         return f"{auto.limit} requests per {window}, {share:.0%} left to other traffic"
 
     def _summarise(self) -> RunSummary:
@@ -1074,9 +945,9 @@ class _Job:
             ),
             fallbacks=tuple(self.sender.fallbacks) if self.sender else (),
             outages=self.sender.breaker.outages if self.sender else 0,
-            rate=self.settings.rate,
+            rate=str(self.settings.rate),
             learnt_budget=self._learnt_budget(),
-            selection=_described(self.settings),
+            selection=self.settings.selection_text,
         )
         if not self.settings.dry_run:
             self.ledger.end_run(
@@ -1097,75 +968,51 @@ EXAMPLES_PER_CODE: Final = 3
 
 
 def validate(
-    sources: Sequence[str],
-    mapping: str,
-    *,
-    results_dir: str = DEFAULT_RESULTS_DIR,
-    limit: int | None = None,
-    upsert_customers: bool = False,
-    progress: Callable[[int], None] | None = None,
-    fmt: str = "",
-    sql: SqlSource | None = None,
-    shard: str = "",
-    since: str = "",
-    until: str = "",
+    settings: Settings, *, progress: Callable[[int], None] | None = None
 ) -> ValidateSummary:
     """Map every row offline, exactly as `run` would; write the invalid ones to invalid.csv.
 
-    No network, no ledger: duplicates are found through a scratch database. With `sql`
-    (see `config.sql_source`) the rows come from that query and `sources` must be empty.
-    `shard`, `since` and `until` check only the rows a run with those options takes.
+    No network, no ledger: duplicates are found through a scratch database. The
+    settings' shard and window check only the rows a run with those options takes.
 
-    >>> summary = validate(["data/sample_activity.csv"], "data/mapping.toml")  # doctest: +SKIP
-    >>> summary.invalid
+    >>> settings = resolve(sources=("data/sample_activity.csv",), mapping="data/mapping.toml")
+    >>> validate(settings).invalid  # doctest: +SKIP
     0
     """
-    prepared = _prepare(sources, mapping, fmt, sql, window=(since, until))
-    spec, mapper = prepared.spec, prepared.mapper
-    taken = selection(spec, shard=shard, since=since, until=until)
-    if upsert_customers:
-        _check_upsert(spec)
+    prepared = prepare(settings)
+    if settings.upsert_customers:
+        _check_upsert(prepared.spec)
+    # No ledger: every valid row counts as sendable, and no payload hash is needed.
+    rules = replace(Rules.of(settings, prepared.mapper, prepared.selection), hashed=False)
     check_id = "validate-" + new_run_id()
-    folder = Path(results_dir) / check_id
+    folder = Path(settings.results_dir) / check_id
     results = ResultsWriter(folder)
     by_code: dict[str, int] = {}
     examples: dict[str, list[str]] = {}
     rows = valid = invalid = duplicates = 0
     # A scratch database (a temporary file, not the ledger) holds the ids seen so far.
     with SqliteLedger.scratch() as scratch:
-        for chunk in prepared.chunks(limit=limit):
-            pairs = taken.keep(event_ids(mapper, chunk))
-            rows += len(pairs)
-            first_seen = scratch.first_seen(
-                [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
-            )
-            for item in plan(pairs, {}, first_seen):
+        for items in planned(
+            prepared.chunks(limit=settings.limit), rules, known_from(scratch, None)
+        ):
+            rows += len(items)
+            for item in items:
                 if item.decision == Decision.DUPLICATE:
                     duplicates += 1
                     continue
-                mapped = (
-                    map_row(
-                        mapper, item.row, item.external_id, hashed=False, upsert=upsert_customers
-                    )
-                    if item.decision == Decision.SEND
-                    else Invalid(
-                        item.row.source, item.row.position, item.problem or RowProblem("", "")
-                    )
-                )
-                if isinstance(mapped, Event) and upsert_customers:
-                    mapped = _upsertable(mapped)
-                if isinstance(mapped, Event):
+                if item.decision == Decision.SEND:
                     valid += 1
                     continue
                 invalid += 1
-                problem = mapped.problem
+                issue = item.invalid
+                problem = issue.problem
                 by_code[problem.code] = by_code.get(problem.code, 0) + 1
                 seen = examples.setdefault(problem.code, [])
                 if len(seen) < EXAMPLES_PER_CODE:
-                    where = f"{mapped.source}:{mapped.position}"
+                    where = f"{issue.source}:{issue.position}"
                     column = f" [{problem.column}]" if problem.column else ""
                     seen.append(f"{where}{column} {problem.message}")
-                results.write(_issue_row(check_id, mapped, Status.INVALID))
+                results.write(_issue_row(check_id, issue, Status.INVALID))
             if progress is not None:
                 progress(rows)
     results.close()
@@ -1175,16 +1022,7 @@ def validate(
     return ValidateSummary(rows, valid, invalid, duplicates, by_code, examples, str(invalid_csv))
 
 
-def preview(
-    sources: Sequence[str],
-    mapping: str,
-    *,
-    n: int = 5,
-    lines: Sequence[int] = (),
-    upsert_customers: bool = False,
-    fmt: str = "",
-    sql: SqlSource | None = None,
-) -> list[dict[str, Any]]:
+def preview(settings: Settings, *, n: int = 5, lines: Sequence[int] = ()) -> list[dict[str, Any]]:
     """The exact GraphQL variables `run` would send for the first `n` rows, or given lines.
 
     A line is the first line of a record, in every source given. A line where no record
@@ -1193,9 +1031,10 @@ def preview(
     """
     if n < 1:
         raise ConfigError("-n must be at least 1")
-    if sql is not None and lines:
+    if settings.sql is not None and lines:
         raise ConfigError("--line picks lines of files; with --source-sql, narrow the query")
-    prepared = _prepare(sources, mapping, fmt, sql)
+    upsert_customers = settings.upsert_customers
+    prepared = prepare(settings)
     mapper, files = prepared.mapper, prepared.files
     wanted = {str(line) for line in lines}
     found: set[tuple[str, str]] = set()
@@ -1251,115 +1090,52 @@ def _preview_row(mapper: Mapper, row: SourceRow, *, upsert_customers: bool) -> d
     return shown
 
 
-@dataclass(frozen=True, slots=True)
-class _Prepared:
-    spec: MappingSpec
-    mapper: Mapper
-    #: Every file the sources name (directories and globs expanded, sorted).
-    files: list[str]
-    fmt: Format | None
-    csv: CsvOptions
-    #: The query the rows come from instead of files (its `@file` already read).
-    sql: SqlSource | None = None
-
-    def chunks(
-        self,
-        *,
-        limit: int | None = None,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        progress: ReadProgress | None = None,
-    ) -> Iterator[list[SourceRow]]:
-        """The source's rows in chunks: the files in order, or the query's rows."""
-        if self.sql is not None:
-            from backfill.readers import sql
-
-            keys = [key.column for key in self.spec.keys]
-            return sql.read_chunks(self.sql, key_columns=keys, limit=limit, chunk_rows=chunk_rows)
-        return read_chunks(
-            self.files,
-            fmt=self.fmt,
-            options=self.csv,
-            limit=limit,
-            chunk_rows=chunk_rows,
-            progress=progress,
-        )
+# --- the ledger: status and export -------------------------------------------------------
 
 
-def _prepare(
-    sources: Sequence[str],
-    mapping: str,
-    fmt: str = "",
-    sql: SqlSource | None = None,
-    *,
-    window: tuple[str, str] = ("", ""),
-) -> _Prepared:
-    """Load the mapping, find the files (or the query), check the columns before any row.
+def status(settings: Settings, *, rate: Rate | None = None, runs: int = 5) -> JobStatus:
+    """What the job's ledger says: counts per status, top error codes, recent runs, what is
+    left and an ETA at `rate` (else the last run's). With sources in `settings`, every row
+    is mapped again and looked up, as a dry run would, to count what is left to send and
+    which delivered rows would now send another payload. Reads the ledger only.
 
-    A `window` (`--since`, `--until`) is bound to a query's `:since` / `:until`, widened
-    to whole days (see `selection.query_bounds`): the run keeps the window's rows exactly.
+    >>> status(resolve(ledger=".backfill/mapping.sqlite")).counts  # doctest: +SKIP
+    {'delivered': 2592}
     """
-    spec = load_mapping(mapping)
-    mapper = compile_mapper(spec)
-    if sql is not None:
-        if sources:
-            raise ConfigError("give either source files or --source-sql, not both")
-        from backfill.readers import sql as sql_reader
+    from backfill.status import job_status
 
-        sql = replace(sql, query=sql_reader.load_query(sql.query))
-        since, until = window
-        sql = bind_window(sql, query_bounds(selection(spec, since=since, until=until)))
-        check_columns(spec, sql_reader.read_header(sql), source=sql.shown)
-        return _Prepared(spec, mapper, [], None, CsvOptions(), sql)
-    if not sources:
-        raise ConfigError("give at least one source file, or --source-sql")
-    if fmt and fmt not in FORMATS:
-        raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
-    given: Format | None = fmt if fmt in FORMATS else None
-    files = expand(sources)
-    source = spec.source
-    options = CsvOptions(
-        delimiter=source.delimiter,
-        quotechar=source.quote,
-        columns=source.columns,
-        null=frozenset(source.null),
-    )
-    for path in files:
-        check_columns(spec, read_header(path, given, options), source=path)
-    parquet = [path for path in files if kind_of(path, given).format == "parquet"]
-    if len(parquet) > 1:
-        from backfill.readers.parquet import schema_problem
-
-        problem = schema_problem(parquet)
-        if problem is not None:
-            raise ConfigError(f"{problem}; nothing was sent")
-    return _Prepared(spec, mapper, files, given, options)
-
-
-def prepare_settings(settings: Settings) -> tuple[_Prepared, Selection]:
-    """A run's sources and mapping, checked, and the rows it takes."""
-    prepared = _prepare(
-        settings.sources,
-        settings.mapping,
-        settings.format,
-        settings.sql,
-        window=(settings.since, settings.until),
-    )
-    return prepared, selection(
-        prepared.spec, shard=settings.shard, since=settings.since, until=settings.until
+    return job_status(
+        settings.ledger.location,
+        settings=settings if _with_sources(settings) else None,
+        rate=str(rate) if rate is not None else "",
+        runs=runs,
     )
 
 
-def bind_window(sql: SqlSource, bounds: Mapping[str, str]) -> SqlSource:
-    """Bind `since` / `until` (ISO 8601 text) to the query's `:since` / `:until`, unless
-    `--param` gives them or the query does not name them. A run filters the rows by its
-    window as well, bound or not."""
-    given = {name for name, _ in sql.params}
-    added = tuple(
-        (name, value)
-        for name, value in bounds.items()
-        if value and name not in given and re.search(rf"(?<![:\w]):{name}\b", sql.query) is not None
+def export(
+    settings: Settings,
+    out: str,
+    *,
+    statuses: Sequence[str] = (),
+    rate: Rate | None = None,
+) -> ExportSummary:
+    """Write the job's `results.csv` and `failed.csv` from its ledger into `out`: every run
+    and shard merged, one row per source row. With sources in `settings`, also `left.csv`
+    (rows a run would send now) and `changed.csv` (delivered rows whose payload would
+    change)."""
+    from backfill.export import export_results
+
+    return export_results(
+        settings.ledger.location,
+        out,
+        statuses=statuses,
+        settings=settings if _with_sources(settings) else None,
+        rate=str(rate) if rate is not None else "",
     )
-    return replace(sql, params=sql.params + added) if added else sql
+
+
+def _with_sources(settings: Settings) -> bool:
+    return bool(settings.sources) or settings.sql is not None
 
 
 def _id_or_problem(mapper: Mapper, row: SourceRow) -> str | RowProblem:

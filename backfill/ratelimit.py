@@ -3,38 +3,9 @@
 from __future__ import annotations
 
 import random
-import re
 from dataclasses import dataclass, field
-from typing import Final
 
 from backfill.plain import Budget
-
-_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour)\s*$")
-_UNIT_SECONDS: Final = {
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "m": 60.0,
-    "min": 60.0,
-    "minute": 60.0,
-    "h": 3600.0,
-    "hour": 3600.0,
-}
-
-
-def parse_rate(text: str) -> float:
-    """Requests per second from a rate such as ``450/min`` or ``7.5/s``.
-
-    >>> parse_rate("450/min")
-    7.5
-    """
-    match = _RATE.match(text)
-    if not match:
-        raise ValueError(f"not a rate: {text!r} (write e.g. 450/min or 7.5/s)")
-    per_second = float(match.group(1)) / _UNIT_SECONDS[match.group(2)]
-    if per_second <= 0:
-        raise ValueError(f"the rate must be above zero: {text!r}")
-    return per_second
 
 
 @dataclass(slots=True)

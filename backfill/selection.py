@@ -11,55 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Final
 
+from backfill.config import Settings, Shard, Window
 from backfill.ids import KeyValueError, parse_epoch, parse_timestamp
+from backfill.mapping import MappingSpec
 from backfill.models import RowProblem, SourceRow
-
-_SHARD: Final = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*\Z")
-#: More shards than this is a typo, not a plan (each shard is a task of its own).
-MAX_SHARDS: Final = 10_000
-
-
-@dataclass(frozen=True, slots=True)
-class Shard:
-    """Shard `index` of `count` (0-based, as Airflow's `map_index`)."""
-
-    index: int
-    count: int
-
-    @classmethod
-    def parse(cls, text: str) -> Shard:
-        """`I/N` with `0 <= I < N`; any other form is refused.
-
-        >>> Shard.parse("2/4")
-        Shard(index=2, count=4)
-        """
-        match = _SHARD.match(text)
-        if match is None:
-            raise ValueError(f"not a shard: {text!r} (write I/N with 0 <= I < N, e.g. 0/4)")
-        index, count = int(match[1]), int(match[2])
-        if not 0 <= index < count or count > MAX_SHARDS:
-            raise ValueError(
-                f"not a shard: {text!r} (I/N needs 0 <= I < N and N <= {MAX_SHARDS}; "
-                "shards count from 0, as Airflow's map_index)"
-            )
-        return cls(index, count)
-
-    def holds(self, key: str) -> bool:
-        return shard_of(key, self.count) == self.index
-
-    @property
-    def label(self) -> str:
-        """How result folders name it: `shard-I-of-N`."""
-        return f"shard-{self.index}-of-{self.count}"
-
-    def __str__(self) -> str:
-        return f"{self.index}/{self.count}"
 
 
 def shard_of(key: str, count: int) -> int:
@@ -78,41 +38,27 @@ def shard_key(row: SourceRow, ident: str | RowProblem) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
-    """Rows whose timestamp is at or after `since` and before `until` (either may be open)."""
-
-    since: datetime | None = None
-    until: datetime | None = None
-
-    def holds(self, moment: datetime) -> bool:
-        if self.since is not None and moment < self.since:
-            return False
-        return self.until is None or moment < self.until
-
-    def __bool__(self) -> bool:
-        return self.since is not None or self.until is not None
-
-
-def parse_bound(text: str, tz: tzinfo, *, name: str) -> datetime | None:
-    """A `--since` / `--until` value: ISO 8601, read in `tz` when it has no offset."""
-    if not text.strip():
-        return None
-    try:
-        return parse_timestamp(text, tz)
-    except KeyValueError as exc:
-        raise ValueError(f"--{name}: {exc}") from None
-
-
-@dataclass(frozen=True, slots=True)
 class Selection:
     """A run's rows: those of its shard, in its window. Empty: every row."""
 
     shard: Shard | None = None
+    #: In UTC (bounds without offset already read in the mapping's zone).
     window: Window = Window()
     #: The mapping's timestamp column, how to read it, and its zone for values with none.
     timestamp_column: str = ""
     timestamp_unit: str = ""
     tz: tzinfo | None = None
+
+    @classmethod
+    def of(cls, settings: Settings, spec: MappingSpec) -> Selection:
+        """The rows `settings` take of a job whose mapping is `spec`."""
+        return cls(
+            shard=settings.shard,
+            window=settings.window.in_zone(spec.tz),
+            timestamp_column=spec.timestamp_column,
+            timestamp_unit=spec.timestamp_unit,
+            tz=spec.tz,
+        )
 
     def __bool__(self) -> bool:
         return self.shard is not None or bool(self.window)
@@ -126,7 +72,8 @@ class Selection:
         return [pair for pair in pairs if self.takes(*pair)]
 
     def takes(self, row: SourceRow, ident: str | RowProblem) -> bool:
-        if self.shard is not None and not self.shard.holds(shard_key(row, ident)):
+        shard = self.shard
+        if shard is not None and shard_of(shard_key(row, ident), shard.count) != shard.index:
             return False
         if not self.window:
             return True

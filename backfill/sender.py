@@ -15,6 +15,7 @@ import httpx
 
 from backfill import plain
 from backfill.breaker import DEFAULT_OUTAGE_LIMIT_S, Breaker
+from backfill.config import Rate
 from backfill.errors import AuthError, ConfigError, PlainError, Transient, Unreachable
 from backfill.models import Attempt, Clock, Event, Outcome, Status, SystemClock, Workspace
 from backfill.plain import Answer
@@ -54,25 +55,22 @@ class Sent:
 class SendOptions:
     """How the sender paces and retries."""
 
-    rate_per_s: float
+    #: The budget, and this sender's share of it (1/N for a shard of N). Under `auto` the
+    #: headroom comes off the workspace's learnt budget once, and the share of the rest is
+    #: spent.
+    rate: Rate
     max_retries: int = 5
     timeout_s: float = 30.0
     concurrency: int = 4
     backoff: Backoff = field(default_factory=Backoff)
     events_per_request: int = 1
     outage_limit_s: float = DEFAULT_OUTAGE_LIMIT_S
-    #: Learn the rate from Plain's headers (`rate_per_s` is where it starts), less `headroom`.
-    rate_auto: bool = False
-    headroom: float = 0.1
-    #: This sender's share of the workspace's budget (1/N for a shard of N): headroom is
-    #: taken off the workspace's budget once, and this share of the rest is spent.
-    share: float = 1.0
 
 
 class Sender:
     """Sends events to one Plain endpoint, sharing one rate budget across all callers.
 
-    >>> sender = Sender(url=url, api_key=key, options=SendOptions(rate_per_s=7.5))  # doctest: +SKIP
+    >>> sender = Sender(url=url, api_key=key, options=SendOptions(Rate(7.5)))  # doctest: +SKIP
     >>> outcome, attempts = await sender.send(event)  # doctest: +SKIP
     """
 
@@ -89,11 +87,10 @@ class Sender:
     ) -> None:
         self.url = url
         self.options = options
-        self.pacer = Pacer(options.rate_per_s)
+        rate = options.rate
+        self.pacer = Pacer(rate.pace_per_s)
         #: With `--rate auto`: the learner that sets the pacer's rate from Plain's headers.
-        self.auto = (
-            AutoRate(headroom=options.headroom, share=options.share) if options.rate_auto else None
-        )
+        self.auto = AutoRate(headroom=rate.headroom, share=rate.share) if rate.auto else None
         self._in_flight = 0
         self.breaker = Breaker(limit_s=options.outage_limit_s)
         #: Events per request now: starts at the option, lowered when Plain refuses larger ones.

@@ -16,13 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from backfill.config import AUTO_START_RATE, Settings
+from backfill.config import AUTO_START_RATE, Settings, parse_rate
 from backfill.errors import ConfigError, LedgerError
 from backfill.ledger import open_ledger
-from backfill.mapper import event_ids, map_row
 from backfill.models import Event, Status
-from backfill.planner import Decision, Planned, plan
-from backfill.ratelimit import parse_rate
+from backfill.planner import Decision, Planned, Rules, known_from, planned
 
 if TYPE_CHECKING:
     from backfill.ledger import Ledger
@@ -160,8 +158,8 @@ class read_ledger:  # noqa: N801 - used as a function
         self.ledger: Ledger | None = None
 
     def __enter__(self) -> Ledger:
-        from backfill.config import is_url
         from backfill.ledger import is_postgres_url
+        from backfill.urls import is_url
 
         if not is_postgres_url(self.target):
             from pathlib import Path
@@ -308,46 +306,31 @@ def check_sources(ledger: Ledger, settings: Settings, *, report: Report | None =
     event) and of each delivered row whose payload would change (`"changed"`, with its
     new event, or None when the row no longer maps).
     """
+    from backfill.intake import prepare
     from backfill.ledger import SqliteLedger
-    from backfill.pipeline import prepare_settings
 
-    prepared, selection = prepare_settings(settings)
-    mapper, mapping_hash = prepared.mapper, prepared.spec.hash
+    prepared = prepare(settings)
+    rules = Rules.of(settings, prepared.mapper, prepared.selection)
     rows = to_send = new = invalid = duplicates = changed = 0
     changed_ids: list[str] = []
     with SqliteLedger.scratch() as scratch:
-        for chunk in prepared.chunks(limit=settings.limit):
-            pairs = selection.keep(event_ids(mapper, chunk))
-            rows += len(pairs)
-            ids = [(i, row.source, row.position) for row, i in pairs if isinstance(i, str)]
-            first_seen = scratch.first_seen(ids)
-            entries = ledger.lookup(i for i, _, _ in ids)
-            for item in plan(pairs, entries, first_seen):
+        chunks = prepared.chunks(limit=settings.limit)
+        for items in planned(chunks, rules, known_from(scratch, ledger)):
+            rows += len(items)
+            for item in items:
                 if item.decision == Decision.DUPLICATE:
                     duplicates += 1
                 elif item.decision == Decision.INVALID:
                     invalid += 1
                 elif item.decision == Decision.SEND:
-                    mapped = map_row(mapper, item.row, item.external_id)
-                    if not isinstance(mapped, Event):
-                        invalid += 1
-                        continue
                     to_send += 1
                     new += item.entry is None
                     if report is not None:
-                        report("send", item, mapped)
-                elif item.decision == Decision.SKIP_DONE:
-                    entry = item.entry
-                    assert entry is not None
-                    if entry.mapping_hash == mapping_hash:
-                        continue  # the same mapping gives the same payload
-                    mapped = map_row(mapper, item.row, item.external_id)
-                    event = mapped if isinstance(mapped, Event) else None
-                    if event is not None and event.payload_hash == entry.payload_hash:
-                        continue
+                        report("send", item, item.event)
+                elif item.changed:
                     changed += 1
                     if len(changed_ids) < CHANGED_KEPT:
                         changed_ids.append(item.external_id)
                     if report is not None:
-                        report("changed", item, event)
+                        report("changed", item, item.event)
     return Pending(rows, to_send, new, invalid, duplicates, changed, tuple(changed_ids))

@@ -99,6 +99,7 @@ step, path, mapping, results = sys.argv[1:5]
 if step == "pandas":
     import pandas
 else:
+    from backfill.config import resolve
     from backfill.pipeline import validate
 out = {}
 start = time.perf_counter()
@@ -107,7 +108,7 @@ if step == "pandas":
     out["rows"] = len(frame)
     del frame
 else:
-    summary = validate([path], mapping, results_dir=results)
+    summary = validate(resolve(sources=[path], mapping=mapping, results_dir=results))
     out.update(rows=summary.rows_read, valid=summary.valid, invalid=summary.invalid,
                duplicates=summary.duplicates, by_code=dict(summary.by_code),
                examples=dict(summary.examples))

@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
-from backfill.config import display_name
 from backfill.errors import SourceError
 from backfill.models import SourceRow
 from backfill.readers import csv
 from backfill.readers.csv import DEFAULT_CHUNK_ROWS, PLAIN_CSV, CsvOptions
 from backfill.readers.files import FORMATS, Format, ReadProgress, expand, kind_of, size
+from backfill.urls import display_name
 
 __all__ = [
     "FORMATS",

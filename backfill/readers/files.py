@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any, Final, Literal, cast
 from urllib.parse import urlsplit
 
-from backfill.config import display_name as display_name  # re-exported: readers show URLs
-from backfill.config import is_url as is_url
 from backfill.errors import SourceError
+from backfill.urls import display_name as display_name  # re-exported: readers show URLs
+from backfill.urls import is_url as is_url
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer

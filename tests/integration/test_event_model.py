@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from backfill import run
+from backfill.config import resolve
 from backfill.fakeplain import FakePlain
 from backfill.ledger import SqliteLedger
 from backfill.pipeline import preview, validate
@@ -91,7 +92,7 @@ def test_too_long_text_is_truncated_with_an_ellipsis_and_noted(fake_plain, tmp_p
     assert frame.loc[0, "note"] == "truncated: components[0].text"
 
     reject = write_mapping(tmp_path / "r.toml")
-    checked = validate([source], reject, results_dir=str(tmp_path / "v"))
+    checked = validate(resolve(sources=[source], mapping=reject, results_dir=str(tmp_path / "v")))
     assert checked.invalid == 1 and checked.by_code == {"too_long": 1}
 
 
@@ -113,7 +114,7 @@ def test_each_distinct_customer_is_upserted_once_and_never_again(fake_plain, tmp
     )
     assert second.counts == {"delivered": 41} and second.customers_upserted == 0
     assert fake_plain.stats().by_operation["upsertCustomer"] == 4  # the ledger remembered them
-    with SqliteLedger.open(settings.ledger) as ledger:
+    with SqliteLedger.open(settings.ledger.location) as ledger:
         assert ledger.query("SELECT COUNT(*), MIN(status) FROM customers")[0] == (4, "delivered")
 
 
@@ -155,14 +156,14 @@ def digest(path: Path) -> str:
 def test_validate_preview_and_dry_run_touch_neither_plain_nor_the_ledger(fake_plain, tmp_path):
     settings = settings_for(fake_plain, tmp_path, limit=30)
     run(settings)
-    ledger = Path(settings.ledger)
+    ledger = Path(settings.ledger.location)
     before = digest(ledger)
     requests = fake_plain.stats().requests
     fake_plain.reset()
 
-    checked = validate([SAMPLE], MAPPING, results_dir=str(tmp_path / "v"))
+    checked = validate(resolve(sources=[SAMPLE], mapping=MAPPING, results_dir=str(tmp_path / "v")))
     assert checked.invalid == 0 and checked.valid == 2400
-    shown = preview([SAMPLE], MAPPING, n=3, lines=())
+    shown = preview(resolve(sources=[SAMPLE], mapping=MAPPING), n=3, lines=())
     assert [s["line"] for s in shown] == ["2", "3", "4"]
     assert shown[0]["operation"] == "createCustomerEvent"
     assert shown[0]["variables"]["input"]["externalId"] == shown[0]["external_id"]
@@ -182,7 +183,7 @@ def test_a_dry_run_without_a_ledger_does_not_create_it(fake_plain, tmp_path):
     settings = settings_for(fake_plain, tmp_path, limit=5, dry_run=True, api_key="")
     summary = run(settings)
     assert summary.counts == {"would_send": 5} and summary.exit_code == 0
-    assert not Path(settings.ledger).exists()
+    assert not Path(settings.ledger.location).exists()
     assert not list(tmp_path.glob("ledger.sqlite*"))
     assert fake_plain.stats().requests == 0
 
@@ -193,11 +194,11 @@ def test_preview_of_chosen_lines_and_invalid_rows(tmp_path):
         [row(1, "a@acme.example"), row(2, ""), row(3, "c@acme.example", "th_9")],
     )
     mapping = write_mapping(tmp_path / "m.toml")
-    shown = preview([source], mapping, lines=[3, 4], upsert_customers=True)
+    shown = preview(resolve(sources=[source], mapping=mapping, upsert_customers=True), lines=[3, 4])
     assert shown[0]["invalid"]["code"] == "missing_customer"
     assert shown[1]["operation"] == "createThreadEvent"
     assert shown[1]["variables"]["input"]["threadId"] == "th_9"
-    first = preview([source], mapping, n=1, upsert_customers=True)[0]
+    first = preview(resolve(sources=[source], mapping=mapping, upsert_customers=True), n=1)[0]
     assert (
         first["upsertCustomer"]["variables"]["input"]["onCreate"]["fullName"]
         == "Person a@acme.example"
@@ -226,9 +227,21 @@ def test_a_customer_that_cannot_be_upserted_is_invalid_offline(fake_plain, tmp_p
     rows = [row(1, "a@acme.example"), [*row(2, "b@acme.example")[:3], "", *row(2, "b")[4:]]]
     source = write_rows(tmp_path / "c.csv", rows)
     mapping = write_mapping(tmp_path / "m.toml")
-    checked = validate([source], mapping, results_dir=str(tmp_path / "v"), upsert_customers=True)
+    checked = validate(
+        resolve(
+            sources=[source],
+            mapping=mapping,
+            results_dir=str(tmp_path / "v"),
+            upsert_customers=True,
+        )
+    )
     assert checked.by_code == {"cannot_upsert": 1}
-    assert validate([source], mapping, results_dir=str(tmp_path / "v")).invalid == 0
+    assert (
+        validate(
+            resolve(sources=[source], mapping=mapping, results_dir=str(tmp_path / "v"))
+        ).invalid
+        == 0
+    )
     summary = run(
         settings_for(
             fake_plain, tmp_path, sources=(source,), mapping=mapping, upsert_customers=True
@@ -265,7 +278,7 @@ def test_a_dry_run_after_a_crash_sees_what_the_crashed_run_committed(fake_plain,
     script = "\n".join(
         [
             "import os, sqlite3",
-            f"c = sqlite3.connect({settings.ledger!r}, isolation_level=None)",
+            f"c = sqlite3.connect({settings.ledger.location!r}, isolation_level=None)",
             "c.execute('PRAGMA journal_mode=WAL')",
             "c.execute('PRAGMA wal_autocheckpoint=0')",
             "c.execute(\"UPDATE events SET status = 'retryable' WHERE rowid <= 5\")",
@@ -273,7 +286,7 @@ def test_a_dry_run_after_a_crash_sees_what_the_crashed_run_committed(fake_plain,
         ]
     )
     subprocess.run([sys.executable, "-c", script], check=True)
-    assert Path(settings.ledger + "-wal").exists()
+    assert Path(settings.ledger.location + "-wal").exists()
     dry = run(settings_for(fake_plain, tmp_path, limit=40, dry_run=True))
     assert dry.counts == {"delivered": 35, "would_send": 5}
 
@@ -281,7 +294,7 @@ def test_a_dry_run_after_a_crash_sees_what_the_crashed_run_committed(fake_plain,
 def test_preview_says_when_no_record_starts_on_a_line(tmp_path):
     source = write_rows(tmp_path / "p.csv", [row(1, "a@acme.example", body="two\nlines")])
     mapping = write_mapping(tmp_path / "m.toml")
-    shown = preview([source], mapping, lines=[2, 3, 99])
+    shown = preview(resolve(sources=[source], mapping=mapping), lines=[2, 3, 99])
     assert shown[0]["line"] == "2" and "variables" in shown[0]
     assert [s["line"] for s in shown[1:]] == ["3", "99"]
     assert all(s["missing"] == "no record starts on this line" for s in shown[1:])

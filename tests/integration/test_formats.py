@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from backfill import run
+from backfill.config import resolve
 from backfill.errors import ConfigError, SourceError
 from backfill.fakeplain import FakePlain
 from backfill.mapper import compile_mapper, event_id, map_row
@@ -189,9 +190,11 @@ def test_parquet_positions_are_row_indexes_across_row_groups(sources):
 
 def test_validate_and_preview_read_every_format(sources, tmp_path):
     mapping = sources["mapping"][0]
-    summary = validate(sources["jsonl.gz"], mapping, results_dir=str(tmp_path))
+    summary = validate(
+        resolve(sources=sources["jsonl.gz"], mapping=mapping, results_dir=str(tmp_path))
+    )
     assert (summary.rows_read, summary.valid, summary.invalid) == (ROWS, ROWS, 0)
-    shown = preview(sources["parquet"], mapping, n=2)
+    shown = preview(resolve(sources=sources["parquet"], mapping=mapping), n=2)
     assert [item["line"] for item in shown] == ["0", "1"]
 
 
@@ -216,5 +219,7 @@ def test_a_missing_required_column_names_the_file(sources, tmp_path):
     path = tmp_path / "no_email.jsonl"
     path.write_text('{"order_id": 1, "occurred_at": "2023-01-01T00:00:00Z"}\n', encoding="utf-8")
     with pytest.raises(Exception, match="no_email.jsonl") as caught:
-        validate([str(path)], sources["mapping"][0], results_dir=str(tmp_path))
+        validate(
+            resolve(sources=[str(path)], mapping=sources["mapping"][0], results_dir=str(tmp_path))
+        )
     assert isinstance(caught.value, (SourceError, ConfigError)) or "email" in str(caught.value)

@@ -191,19 +191,22 @@ def test_a_sql_sources_intervals_deliver_each_row_once_whatever_its_text_form(fa
 
 
 def test_validate_checks_only_the_rows_of_a_window_and_a_shard(tmp_path):
+    from backfill.config import resolve
     from backfill.pipeline import validate
     from tests.conftest import MAPPING, sample_with_bad_rows
 
     source = sample_with_bad_rows(tmp_path, every=10)
     (first, second, third) = _intervals()
-    whole = validate([source], MAPPING, results_dir=str(tmp_path / "v"))
+    whole = validate(resolve(sources=[source], mapping=MAPPING, results_dir=str(tmp_path / "v")))
     parts = [
         validate(
-            [source],
-            MAPPING,
-            results_dir=str(tmp_path / "v"),
-            since=a.isoformat(),
-            until=b.isoformat(),
+            resolve(
+                sources=[source],
+                mapping=MAPPING,
+                results_dir=str(tmp_path / "v"),
+                since=a.isoformat(),
+                until=b.isoformat(),
+            )
         )
         for a, b in (first, second, third)
     ]
@@ -212,7 +215,11 @@ def test_validate_checks_only_the_rows_of_a_window_and_a_shard(tmp_path):
     assert all(part.invalid == whole.invalid for part in parts)
     assert sum(part.valid for part in parts) == whole.valid
     shards = [
-        validate([source], MAPPING, results_dir=str(tmp_path / "v"), shard=f"{i}/2")
+        validate(
+            resolve(
+                sources=[source], mapping=MAPPING, results_dir=str(tmp_path / "v"), shard=f"{i}/2"
+            )
+        )
         for i in range(2)
     ]
     assert sum(s.rows_read for s in shards) == SAMPLE_ROWS

@@ -78,7 +78,7 @@ def test_500s_and_dropped_connections_are_retried_and_nothing_is_created_twice(t
     assert counts.get("delivered", 0) + counts.get("already_existed", 0) == 300
     # Each request applied before its connection dropped comes back as already_existed.
     assert 1 <= counts.get("already_existed", 0) <= stats.applied_then_drops
-    with SqliteLedger.open(settings.ledger) as ledger:
+    with SqliteLedger.open(settings.ledger.location) as ledger:
         retried = ledger.query("SELECT COUNT(*) FROM attempts WHERE outcome = 'transient'")[0][0]
     assert retried == stats.errors_500 + stats.drops + stats.applied_then_drops
 
@@ -205,7 +205,7 @@ def test_a_key_revoked_mid_run_stops_at_once_and_marks_nothing_rejected(tmp_path
     # The run stopped: the 401s are at most one per sender.
     assert 1 <= stats.unauthenticated <= 4
     assert summary.counts["delivered"] < 200
-    with SqliteLedger.open(settings.ledger) as ledger:
+    with SqliteLedger.open(settings.ledger.location) as ledger:
         counts = ledger.status_counts()
     assert "rejected" not in counts
     assert counts["delivered"] == len(stats.creations)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from backfill.config import resolve
 from backfill.errors import MappingError
 from backfill.pipeline import preview, validate
 
@@ -49,7 +50,7 @@ when = "note"
 
 
 def events(sources: list[str], mapping_file: str) -> list[tuple[str, str, str]]:
-    shown = preview(sources, mapping_file, n=100)
+    shown = preview(resolve(sources=sources, mapping=mapping_file), n=100)
     assert all("variables" in item for item in shown), shown
     return [
         (
@@ -62,7 +63,10 @@ def events(sources: list[str], mapping_file: str) -> list[tuple[str, str, str]]:
 
 
 def ids(sources: list[str], mapping_file: str) -> list[str]:
-    return [item["external_id"] for item in preview(sources, mapping_file, n=100)]
+    return [
+        item["external_id"]
+        for item in preview(resolve(sources=sources, mapping=mapping_file), n=100)
+    ]
 
 
 @pytest.fixture
@@ -98,7 +102,7 @@ def test_snowflake_copy_into_headerless_gzip_shards_with_timestamp_tz(tmp_path, 
     assert events([str(unload)], m) == EXPECTED
     assert ids([str(unload)], m) == baseline
     # \\N reads as empty: the note component is left out.
-    first = preview([str(unload)], m, n=1)[0]["variables"]["input"]
+    first = preview(resolve(sources=[str(unload)], mapping=m), n=1)[0]["variables"]["input"]
     assert first["components"] == []
 
 
@@ -163,7 +167,11 @@ def test_a_bad_epoch_value_is_an_invalid_row_naming_the_column(tmp_path):
         encoding="utf-8",
     )
     summary = validate(
-        [str(path)], mapping(tmp_path, timestamp='unit = "s"'), results_dir=str(tmp_path)
+        resolve(
+            sources=[str(path)],
+            mapping=mapping(tmp_path, timestamp='unit = "s"'),
+            results_dir=str(tmp_path),
+        )
     )
     assert (summary.valid, summary.invalid) == (1, 1)
     assert "created_at" in summary.examples["bad_timestamp"][0]
@@ -177,6 +185,6 @@ def test_source_options_are_checked_when_the_mapping_loads(tmp_path):
         ("[source]\nheader = false", "header"),
     ]:
         with pytest.raises(MappingError, match=words):
-            preview(["x.csv"], mapping(tmp_path, source=source))
+            preview(resolve(sources=["x.csv"], mapping=mapping(tmp_path, source=source)))
     with pytest.raises(MappingError, match="timestamp.unit"):
-        preview(["x.csv"], mapping(tmp_path, timestamp='unit = "days"'))
+        preview(resolve(sources=["x.csv"], mapping=mapping(tmp_path, timestamp='unit = "days"')))

@@ -2,23 +2,16 @@ import re
 
 import pytest
 
-from backfill.config import (
-    UNSET,
-    FailureLimit,
-    default_ledger,
-    display_name,
-    is_url,
-    mask_url,
-    resolve,
-)
+from backfill.config import UNSET, FailureLimit, LedgerTarget, Rate, resolve
 from backfill.errors import ConfigError
+from backfill.urls import display_name, is_url, mask_url
 
 
 def test_flag_beats_environment_beats_default():
     env = {"BACKFILL_CONCURRENCY": "9", "BACKFILL_RATE": "10/s", "PLAIN_API_KEY": "k"}
     settings = resolve(sources=("a",), mapping="m", env=env, concurrency=3, rate=UNSET)
     assert settings.concurrency == 3
-    assert settings.rate == "10/s"
+    assert settings.rate == Rate(10.0, text="10/s")
     assert settings.api_key == "k"
     assert settings.max_retries == 5
 
@@ -56,9 +49,33 @@ def test_bad_environment_values_name_the_variable():
 
 
 def test_default_ledger_follows_the_mapping_file_not_the_results_dir():
-    assert default_ledger("jobs/orders/mapping.toml") == "jobs/orders/.backfill/mapping.sqlite"
-    assert default_ledger("jobs/logins/mapping.toml") == "jobs/logins/.backfill/mapping.sqlite"
-    assert default_ledger("acme.toml") == ".backfill/acme.sqlite"
+    def default(mapping):
+        return resolve(mapping=mapping, env={}, results_dir="elsewhere").ledger.location
+
+    assert default("jobs/orders/mapping.toml") == "jobs/orders/.backfill/mapping.sqlite"
+    assert default("jobs/logins/mapping.toml") == "jobs/logins/.backfill/mapping.sqlite"
+    assert default("acme.toml") == ".backfill/acme.sqlite"
+
+
+@pytest.mark.parametrize(
+    ("given", "kind", "location"),
+    [
+        ("l.sqlite", "sqlite", "l.sqlite"),
+        ("sqlite:///jobs/l.sqlite", "sqlite", "jobs/l.sqlite"),
+        ("sqlite:////abs/l.sqlite", "sqlite", "/abs/l.sqlite"),
+        ("postgresql+psycopg://u:pw@h/db", "postgres", "postgresql+psycopg://u:pw@h/db"),
+        ("postgres://h/db", "postgres", "postgres://h/db"),
+    ],
+)
+def test_a_ledger_is_a_sqlite_file_or_a_postgres_url(given, kind, location):
+    assert LedgerTarget.parse(given) == LedgerTarget(kind, location)
+    assert "pw" not in repr(resolve(mapping="m", env={}, ledger=given))
+
+
+def test_a_ledger_url_of_another_database_is_refused_without_its_password():
+    with pytest.raises(ConfigError, match="--ledger") as err:
+        resolve(mapping="m", env={}, ledger="mysql://u:sekrit-canary@h/db")
+    assert "sekrit-canary" not in str(err.value)
 
 
 def test_every_run_option_has_its_environment_variable():
@@ -75,7 +92,12 @@ def test_every_run_option_has_its_environment_variable():
         "PLAIN_API_URL": "http://127.0.0.1:1/graphql/v1",
     }
     s = resolve(sources=("a",), mapping="m", env=env)
-    assert (s.ledger, s.results_dir, s.rate, s.concurrency) == ("l.sqlite", "out", "600/min", 2)
+    assert (s.ledger.location, s.results_dir, str(s.rate), s.concurrency) == (
+        "l.sqlite",
+        "out",
+        "600/min",
+        2,
+    )
     assert (s.max_retries, s.timeout_s, s.limit) == (1, 5.0, 10)
     assert (s.expect_workspace, s.allow_id_change) == ("w_1", True)
     assert s.api_url == "http://127.0.0.1:1/graphql/v1"
@@ -158,8 +180,8 @@ def test_delivery_options_parse_and_refuse_nonsense_naming_the_option():
         rate="auto",
     )
     assert settings.outage_limit_s == 90.0 and settings.events_per_request == 25
-    assert settings.rate_auto and settings.rate_per_s == 7.5 and settings.headroom_share == 0.2
-    assert settings.failure_limit is not None and settings.failure_limit.share == 0.02
+    assert settings.rate == Rate(7.5, auto=True, headroom=0.2, text="auto")
+    assert settings.max_failures is not None and settings.max_failures.share == 0.02
     bad = [
         ({"events_per_request": 0}, "--events-per-request (BACKFILL_EVENTS_PER_REQUEST)"),
         ({"events_per_request": 101}, "from 1 to 100"),

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from backfill import arun, resolve
+from backfill import arun, planner, resolve
 from backfill import pipeline as pipeline_module
 from backfill.ledger import SqliteLedger
 from tests.conftest import MAPPING, SAMPLE
@@ -71,14 +71,14 @@ async def test_a_server_answering_nonsense_leaves_rows_retryable_and_the_run_end
 async def test_an_unexpected_error_stops_the_run_with_exit_2_instead_of_hanging(
     tmp_path, monkeypatch
 ):
-    real_map_row = pipeline_module.map_row
+    real_map_row = planner.map_row
 
     def exploding(mapper, row, external_id, **options):
         if row.position == "40":
             raise RuntimeError("bug")
         return real_map_row(mapper, row, external_id, **options)
 
-    monkeypatch.setattr(pipeline_module, "map_row", exploding)
+    monkeypatch.setattr(planner, "map_row", exploding)
     ok = transport(lambda request: httpx.Response(200, json=CREATED))
     summary = await asyncio.wait_for(arun(settings(tmp_path, chunk_rows=10), transport=ok), 30)
     assert summary.exit_code == 2

@@ -2,7 +2,8 @@ import random
 
 import pytest
 
-from backfill.ratelimit import Backoff, Pacer, parse_rate
+from backfill.config import parse_rate
+from backfill.ratelimit import Backoff, Pacer
 
 
 @pytest.mark.parametrize(

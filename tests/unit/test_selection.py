@@ -8,11 +8,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from backfill.config import Shard, Window
 from backfill.models import LedgerEntry, RowProblem, SourceRow, Status
 from backfill.plain import Budget
 from backfill.planner import Decision, Resend, plan
 from backfill.ratelimit import AutoRate
-from backfill.selection import Selection, Shard, Window, parse_bound, query_bounds, shard_of
+from backfill.selection import Selection, query_bounds, shard_of
 
 
 @pytest.mark.parametrize("text, index, count", [("0/1", 0, 1), ("3/4", 3, 4), (" 2 / 8 ", 2, 8)])
@@ -77,15 +78,15 @@ def test_a_window_is_half_open():
 
 def test_bounds_without_offset_are_in_the_mappings_zone():
     plus2 = timezone(timedelta(hours=2))
-    assert parse_bound("2024-01-01 00:00", plus2, name="since") == datetime(
+    assert Window.parse("2024-01-01 00:00").in_zone(plus2).since == datetime(
         2023, 12, 31, 22, tzinfo=UTC
     )
-    assert parse_bound("2024-01-01T00:00:00+00:00", plus2, name="since") == datetime(
+    assert Window.parse("2024-01-01T00:00:00+00:00").in_zone(plus2).since == datetime(
         2024, 1, 1, tzinfo=UTC
     )
-    assert parse_bound("", UTC, name="since") is None
+    assert Window.parse("", "") == Window() and not Window.parse()
     with pytest.raises(ValueError, match="--until"):
-        parse_bound("yesterday", UTC, name="until")
+        Window.parse(until="yesterday")
 
 
 def test_a_window_takes_rows_by_their_timestamp_and_keeps_unreadable_ones():
@@ -150,9 +151,9 @@ def test_a_shards_auto_rate_is_its_share_of_the_budget_after_the_headroom():
 )
 def test_which_rejected_rows_a_run_sends_again(options, resent):
     from backfill.config import resolve
-    from backfill.pipeline import _resend
+    from backfill.planner import Resend
 
-    resend = _resend(resolve(sources=("a.csv",), mapping="m.toml", trust_env=False, **options))
+    resend = Resend.of(resolve(sources=("a.csv",), mapping="m.toml", trust_env=False, **options))
     codes = {"not_found", "validation_error", "forbidden"}
     assert {code for code in codes if resend(_entry(code))} == resent
 

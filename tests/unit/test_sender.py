@@ -8,6 +8,7 @@ import json
 import httpx
 import pytest
 
+from backfill.config import Rate
 from backfill.errors import AuthError, Transient
 from backfill.models import Event, EventKind, Status
 from backfill.ratelimit import Backoff
@@ -68,7 +69,7 @@ def sender_with(answers, *, max_retries=3, rate=10.0, notices=None, **options):
         url="http://plain.test/graphql/v1",
         api_key="k",
         options=SendOptions(
-            rate_per_s=rate, max_retries=max_retries, backoff=Backoff(0.5, 4.0), **options
+            Rate(rate), max_retries=max_retries, backoff=Backoff(0.5, 4.0), **options
         ),
         clock=clock,
         transport=httpx.MockTransport(handler),

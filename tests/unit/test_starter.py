@@ -443,6 +443,7 @@ def test_init_reads_parquet_and_json_lines_too(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from backfill.config import resolve
     from backfill.pipeline import validate
 
     table = pa.table(
@@ -460,5 +461,5 @@ def test_init_reads_parquet_and_json_lines_too(tmp_path):
         output = str(tmp_path / f"{name}.toml")
         text = write_starter(source, output)
         assert 'email = "email"' in text and 'column = "created_at"' in text
-        summary = validate([source], output, results_dir=str(tmp_path))
+        summary = validate(resolve(sources=[source], mapping=output, results_dir=str(tmp_path)))
         assert (summary.rows_read, summary.invalid) == (3, 0), name
