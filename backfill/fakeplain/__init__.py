@@ -41,7 +41,6 @@ import hashlib
 import json
 import math
 import random
-import re
 import signal
 import socket
 import sys
@@ -79,44 +78,27 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
-ALL_PERMISSIONS: Final = frozenset(
-    {
-        "customerEvent:create",
-        "threadEvent:create",
-        "customer:create",
-        "customer:edit",
-        "customer:read",
-    }
+from backfill.fakeplain.keys import ALL_PERMISSIONS, DEFAULT_API_KEY, ApiKey, parse_api_key
+from backfill.fakeplain.rules import (
+    duplicate_error,
+    event_input_errors,
+    forbidden,
+    not_found_error,
+    parse_timestamp,
+    upsert_input_errors,
+    validation_error,
 )
-DEFAULT_WORKSPACE_ID: Final = "w_01FAKEWORKSPACE0000000000"
-DEFAULT_API_KEY: Final = "test-key"
+
+__all__ = ["ALL_PERMISSIONS", "ApiKey", "FakePlain", "Faults", "Stats", "parse_api_key", "serve"]
+
 DEFAULT_RATE_LIMIT: Final = 450
 DEFAULT_WINDOW_S: Final = 60.0
 GRAPHQL_PATH: Final = "/graphql/v1"
 
-_REQUIRED_PERMISSIONS: Final[Mapping[str, tuple[str, ...]]] = {
-    "createCustomerEvent": ("customerEvent:create",),
-    "createThreadEvent": ("threadEvent:create",),
-    "upsertCustomer": ("customer:create", "customer:edit"),
-}
 _CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_TEXT_LIMIT: Final = 10_000
-_LABEL_LIMIT: Final = 500
-_COPY_VALUE_LIMIT: Final = 1_000
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _DOCUMENT_CACHE_SIZE: Final = 512
-_VALIDATION_MESSAGE: Final = "There was a validation error."
-_EMAIL: Final = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+\Z")
-_DUPLICATE_MESSAGE: Final = "An event with this external ID already exists."
-
-
-@dataclass(frozen=True, slots=True)
-class ApiKey:
-    """What an API key may do, and which workspace (and so which rate-limit budget) it uses."""
-
-    permissions: frozenset[str] = ALL_PERMISSIONS
-    workspace_id: str = DEFAULT_WORKSPACE_ID
 
 
 @dataclass(slots=True)
@@ -306,195 +288,6 @@ def _derived_id(prefix: str, seed: str) -> str:
     return prefix + _base32(digest, 26)
 
 
-def _parse_timestamp(text: str) -> datetime | None:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    # Plain needs an absolute instant; a naive time would be ambiguous.
-    return parsed if parsed.tzinfo is not None else None
-
-
-def _is_http_url(text: str) -> bool:
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
-
-
-# --- input rules the schema cannot express --------------------------------------------
-
-_FieldErrors = list[dict[str, str]]
-
-
-def _field_error(path: str, message: str, error_type: str = "VALIDATION") -> dict[str, str]:
-    return {"field": path, "message": message, "type": error_type}
-
-
-def _mutation_error(
-    message: str, *, error_type: str, code: str, field_errors: _FieldErrors
-) -> dict[str, Any]:
-    return {"message": message, "type": error_type, "code": code, "fields": field_errors}
-
-
-def _validation_error(field_errors: _FieldErrors) -> dict[str, Any]:
-    return _mutation_error(
-        _VALIDATION_MESSAGE,
-        error_type="VALIDATION",
-        code="input_validation",
-        field_errors=field_errors,
-    )
-
-
-def _not_found_error(path: str, message: str) -> dict[str, Any]:
-    return _mutation_error(
-        message,
-        error_type="VALIDATION",
-        code="not_found",
-        field_errors=[_field_error(path, message, "NOT_FOUND")],
-    )
-
-
-def _check_length(
-    value: str | None, path: str, *, minimum: int, maximum: int, errors: _FieldErrors
-) -> None:
-    if value is None:
-        errors.append(_field_error(path, "Required.", "REQUIRED"))
-    elif not minimum <= len(value.encode("utf-16-le")) // 2 <= maximum:
-        # JavaScript's .length, as Plain's server counts: UTF-16 code units.
-        message = (
-            f"Must be between {minimum} and {maximum} characters."
-            if minimum
-            else f"Must be at most {maximum} characters."
-        )
-        errors.append(_field_error(path, message))
-
-
-def _exactly_one(
-    value: Mapping[str, Any],
-    path: str,
-    errors: _FieldErrors,
-    message: str = "Exactly one field must be set.",
-) -> str | None:
-    """Return the one field of an input object that is set, else record an error."""
-    chosen = [name for name, item in value.items() if item is not None]
-    if len(chosen) != 1:
-        errors.append(_field_error(path, message))
-        return None
-    return chosen[0]
-
-
-def _either(value: Mapping[str, Any], current: str, deprecated: str) -> Any:
-    return value.get(current) if value.get(current) is not None else value.get(deprecated)
-
-
-def _check_text(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    _check_length(value.get("text"), f"{at}.text", minimum=1, maximum=_TEXT_LIMIT, errors=errors)
-
-
-def _check_plain_text(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    text = value.get("plainText")
-    _check_length(text, f"{at}.plainText", minimum=1, maximum=_TEXT_LIMIT, errors=errors)
-
-
-def _check_link_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    url = _either(value, "linkButtonUrl", "url")
-    if url is None:
-        errors.append(_field_error(f"{at}.linkButtonUrl", "Required.", "REQUIRED"))
-    elif not _is_http_url(url):
-        errors.append(_field_error(f"{at}.linkButtonUrl", "Must be a valid URL."))
-    label = _either(value, "linkButtonLabel", "label")
-    _check_length(label, f"{at}.linkButtonLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors)
-
-
-def _check_workflow_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    label = value.get("workflowButtonLabel")
-    _check_length(
-        label, f"{at}.workflowButtonLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors
-    )
-    identifier = value.get("workflowButtonWorkflowIdentifier") or {}
-    _exactly_one(identifier, f"{at}.workflowButtonWorkflowIdentifier", errors)
-
-
-def _check_spacer(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    if _either(value, "spacerSize", "size") is None:
-        errors.append(_field_error(f"{at}.spacerSize", "Required.", "REQUIRED"))
-
-
-def _check_badge(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    label = value.get("badgeLabel")
-    _check_length(label, f"{at}.badgeLabel", minimum=0, maximum=_LABEL_LIMIT, errors=errors)
-
-
-def _check_copy_button(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    copied = value.get("copyButtonValue")
-    _check_length(
-        copied, f"{at}.copyButtonValue", minimum=0, maximum=_COPY_VALUE_LIMIT, errors=errors
-    )
-    tooltip = value.get("copyButtonTooltipLabel")
-    if tooltip is not None:
-        path = f"{at}.copyButtonTooltipLabel"
-        _check_length(tooltip, path, minimum=0, maximum=_LABEL_LIMIT, errors=errors)
-
-
-def _check_date_time(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    try:
-        datetime.fromisoformat(value.get("dateTimeIso8601") or "")
-    except ValueError:
-        errors.append(_field_error(f"{at}.dateTimeIso8601", "Must be an ISO 8601 date and time."))
-
-
-def _check_user(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    _exactly_one(value.get("userIdentifier") or {}, f"{at}.userIdentifier", errors)
-
-
-def _check_row(value: Mapping[str, Any], at: str, errors: _FieldErrors) -> None:
-    main = value.get("rowMainContent") or []
-    if not main:
-        errors.append(_field_error(f"{at}.rowMainContent", "Must contain at least one component."))
-    for part in ("rowMainContent", "rowAsideContent"):
-        for index, component in enumerate(value.get(part) or []):
-            _check_component(component, f"{at}.{part}.{index}", errors)
-
-
-_COMPONENT_CHECKS: Final[Mapping[str, Callable[[Mapping[str, Any], str, _FieldErrors], None]]] = {
-    "componentText": _check_text,
-    "componentPlainText": _check_plain_text,
-    "componentDivider": lambda value, at, errors: None,
-    "componentLinkButton": _check_link_button,
-    "componentWorkflowButton": _check_workflow_button,
-    "componentSpacer": _check_spacer,
-    "componentBadge": _check_badge,
-    "componentCopyButton": _check_copy_button,
-    "componentDateTime": _check_date_time,
-    "componentUser": _check_user,
-    "componentRow": _check_row,
-}
-
-
-def _check_component(component: Mapping[str, Any], path: str, errors: _FieldErrors) -> None:
-    kind = _exactly_one(component, path, errors)
-    if kind is not None:
-        _COMPONENT_CHECKS[kind](component[kind], f"{path}.{kind}", errors)
-
-
-def _event_input_errors(event: Mapping[str, Any]) -> _FieldErrors:
-    errors: _FieldErrors = []
-    if "customerIdentifier" in event:
-        message = "Exactly one of customerId, emailAddress or externalId must be set."
-        _exactly_one(event["customerIdentifier"], "customerIdentifier", errors, message)
-    if not event["title"].strip():
-        errors.append(_field_error("title", "Required.", "REQUIRED"))
-    for index, component in enumerate(event["components"]):
-        _check_component(component, f"components.{index}", errors)
-    timestamp = event.get("timestamp")
-    if timestamp is not None and _parse_timestamp(timestamp) is None:
-        message = "Must be an ISO 8601 date and time with a timezone, e.g. 2024-10-28T18:30:00Z."
-        errors.append(_field_error("timestamp", message))
-    return errors
-
-
 # --- the backend: what Plain would store -----------------------------------------------
 
 
@@ -567,7 +360,7 @@ class _Backend:
         Customers upserted here are found first; otherwise every customer exists unless
         listed in ``unknown_customers``, with an id derived from its identifier.
         """
-        kind, value = next((k, v) for k, v in identifier.items() if v is not None)
+        kind, value = _chosen(identifier)
         registered = self._workspace(workspace_id).customers.get(_customer_key(kind, value))
         if registered is not None:
             return str(registered["id"])
@@ -582,16 +375,16 @@ class _Backend:
 
     def _create_event(self, key: ApiKey, operation: str, event: dict[str, Any]) -> dict[str, Any]:
         output_field = "customerEvent" if operation == "createCustomerEvent" else "threadEvent"
-        forbidden = _forbidden(key, operation)
-        if forbidden is not None:
-            return {output_field: None, "error": forbidden}
-        field_errors = _event_input_errors(event)
+        refused = forbidden(key, operation)
+        if refused is not None:
+            return {output_field: None, "error": refused}
+        field_errors = event_input_errors(event)
         if field_errors:
-            return {output_field: None, "error": _validation_error(field_errors)}
+            return {output_field: None, "error": validation_error(field_errors)}
         if output_field == "customerEvent":
             customer_id = self._customer_id(key.workspace_id, event["customerIdentifier"])
             if customer_id is None:
-                error = _not_found_error("customerIdentifier", "Customer not found")
+                error = not_found_error("customerIdentifier", "Customer not found")
                 return {output_field: None, "error": error}
             thread_id = None
         else:
@@ -599,21 +392,15 @@ class _Backend:
             if not (thread_id.startswith("th_") and len(thread_id) > 3):
                 return {
                     output_field: None,
-                    "error": _not_found_error("threadId", "Thread not found"),
+                    "error": not_found_error("threadId", "Thread not found"),
                 }
             customer_id = _derived_id("c_", f"{key.workspace_id}:thread:{thread_id}")
         workspace = self._workspace(key.workspace_id)
         external_id = event.get("externalId") or ""
         if external_id and external_id in workspace.event_external_ids:
-            duplicate = _mutation_error(
-                _DUPLICATE_MESSAGE,
-                error_type="VALIDATION",
-                code="input_validation",
-                field_errors=[_field_error("externalId", _DUPLICATE_MESSAGE)],
-            )
-            return {output_field: None, "error": duplicate}
+            return {output_field: None, "error": duplicate_error()}
         timestamp = event.get("timestamp")
-        created_at = _parse_timestamp(timestamp) if timestamp else None
+        created_at = parse_timestamp(timestamp) if timestamp else None
         created = {
             "id": self._new_event_id(),
             "customerId": customer_id,
@@ -641,24 +428,16 @@ class _Backend:
         return {output_field: created, "error": None}
 
     def _upsert_customer(self, key: ApiKey, upsert: dict[str, Any]) -> dict[str, Any]:
-        forbidden = _forbidden(key, "upsertCustomer")
-        if forbidden is not None:
-            return {"result": None, "customer": None, "error": forbidden}
-        field_errors: _FieldErrors = []
-        kind = _exactly_one(upsert["identifier"], "identifier", field_errors)
+        refused = forbidden(key, "upsertCustomer")
+        if refused is not None:
+            return {"result": None, "customer": None, "error": refused}
+        field_errors = upsert_input_errors(upsert)
+        if field_errors:
+            return {"result": None, "customer": None, "error": validation_error(field_errors)}
+        kind, value = _chosen(upsert["identifier"])
         on_create = upsert["onCreate"]
-        if not on_create["fullName"].strip():
-            field_errors.append(_field_error("onCreate.fullName", "Required.", "REQUIRED"))
-        email = on_create["email"]["email"].strip()
-        if not email:
-            field_errors.append(_field_error("onCreate.email.email", "Required.", "REQUIRED"))
-        elif not _EMAIL.match(email):
-            field_errors.append(_field_error("onCreate.email.email", "Must be a valid email."))
-        if field_errors or kind is None:
-            return {"result": None, "customer": None, "error": _validation_error(field_errors)}
-        value = upsert["identifier"][kind]
         if kind == "customerId" and not value.startswith("c_"):
-            error = _not_found_error("identifier.customerId", "Customer not found")
+            error = not_found_error("identifier.customerId", "Customer not found")
             return {"result": None, "customer": None, "error": error}
         customers = self._workspace(key.workspace_id).customers
         customer = customers.get(_customer_key(kind, value))
@@ -686,6 +465,11 @@ class _Backend:
         return {"result": "UPDATED" if changed else "NOOP", "customer": customer, "error": None}
 
 
+def _chosen(identifier: Mapping[str, Any]) -> tuple[str, Any]:
+    """The one field of a (validated) identifier that is set, and its value."""
+    return next((k, v) for k, v in identifier.items() if v is not None)
+
+
 def _customer_key(kind: str, value: str) -> tuple[str, str]:
     # Plain matches email addresses case-insensitively.
     return (kind, value.lower() if kind == "emailAddress" else value)
@@ -704,18 +488,6 @@ def _apply_update(customer: dict[str, Any], on_update: Mapping[str, Any]) -> boo
     if on_update.get("email") is not None:
         customer["email"] = dict(on_update["email"])
     return json.dumps(customer, sort_keys=True) != before
-
-
-def _forbidden(key: ApiKey, operation: str) -> dict[str, Any] | None:
-    missing = [p for p in _REQUIRED_PERMISSIONS[operation] if p not in key.permissions]
-    if not missing:
-        return None
-    return _mutation_error(
-        f"Missing permission {', '.join(missing)}",
-        error_type="FORBIDDEN",
-        code="forbidden",
-        field_errors=[],
-    )
 
 
 # --- HTTP ------------------------------------------------------------------------------
@@ -1268,20 +1040,6 @@ def _parse_and_validate(schema: GraphQLSchema, query: str) -> DocumentNode | _Ba
             "; ".join(error.message for error in errors), "GRAPHQL_VALIDATION_FAILED"
         )
     return document
-
-
-def parse_api_key(text: str) -> tuple[str, ApiKey]:
-    """`KEY` (every permission) or `KEY=PERM,PERM` (only those), as the CLI takes them.
-
-    >>> parse_api_key("ro=customer:read")[1].permissions
-    frozenset({'customer:read'})
-    """
-    key, sep, permissions = text.partition("=")
-    if not sep:
-        return key, ApiKey()
-    return key, ApiKey(
-        permissions=frozenset(p.strip() for p in permissions.split(",") if p.strip())
-    )
 
 
 def serve(
