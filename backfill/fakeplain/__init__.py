@@ -37,7 +37,6 @@ of that many seconds).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
@@ -46,9 +45,9 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.resources import files
@@ -63,7 +62,6 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    GraphQLResolveInfo,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
@@ -78,16 +76,10 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
+from backfill.fakeplain.ids import iso_millis
 from backfill.fakeplain.keys import ALL_PERMISSIONS, DEFAULT_API_KEY, ApiKey, parse_api_key
-from backfill.fakeplain.rules import (
-    duplicate_error,
-    event_input_errors,
-    forbidden,
-    not_found_error,
-    parse_timestamp,
-    upsert_input_errors,
-    validation_error,
-)
+from backfill.fakeplain.stats import Stats
+from backfill.fakeplain.store import Store
 
 __all__ = ["ALL_PERMISSIONS", "ApiKey", "FakePlain", "Faults", "Stats", "parse_api_key", "serve"]
 
@@ -95,8 +87,6 @@ DEFAULT_RATE_LIMIT: Final = 450
 DEFAULT_WINDOW_S: Final = 60.0
 GRAPHQL_PATH: Final = "/graphql/v1"
 
-_CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _DOCUMENT_CACHE_SIZE: Final = 512
 
@@ -144,78 +134,6 @@ class Faults:
             raise ValueError(f"fail_next must be >= 0, got {self.fail_next}")
 
 
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """A snapshot of what the server received and did since it started or was last reset.
-
-    ``creations`` and ``create_attempts`` are keyed by the event's ``externalId`` (``""``
-    when none was given); in a correct run every ``creations`` value is 1.
-    ``max_requests_in_window`` counts requests, whatever each cost. ``mutations`` counts
-    top-level mutation fields in requests answered with a 200; ``max_mutations_in_request``
-    is the most in one admitted request, including refused and faulted ones.
-    ``refused_documents`` counts requests refused for exceeding ``max_mutations``.
-    ``admitted_per_window`` counts admitted requests by rate-limit window (its index since
-    the server started, as text), for measuring how much of a budget a client used.
-    """
-
-    requests: int
-    by_operation: dict[str, int]
-    creations: dict[str, int]
-    create_attempts: dict[str, int]
-    rate_limited: int
-    unauthenticated: int
-    unavailable: int
-    errors_500: int
-    drops: int
-    applied_then_drops: int
-    max_requests_in_window: int
-    refused_documents: int
-    mutations: int
-    max_mutations_in_request: int
-    admitted_per_window: dict[str, int]
-    events: list[dict[str, Any]]
-
-
-@dataclass(slots=True)
-class _Counters:
-    requests: int = 0
-    by_operation: dict[str, int] = field(default_factory=dict)
-    creations: dict[str, int] = field(default_factory=dict)
-    create_attempts: dict[str, int] = field(default_factory=dict)
-    rate_limited: int = 0
-    unauthenticated: int = 0
-    unavailable: int = 0
-    errors_500: int = 0
-    drops: int = 0
-    applied_then_drops: int = 0
-    max_requests_in_window: int = 0
-    refused_documents: int = 0
-    mutations: int = 0
-    max_mutations_in_request: int = 0
-    admitted_per_window: dict[str, int] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    def snapshot(self) -> Stats:
-        return Stats(
-            requests=self.requests,
-            by_operation=dict(self.by_operation),
-            creations=dict(self.creations),
-            create_attempts=dict(self.create_attempts),
-            rate_limited=self.rate_limited,
-            unauthenticated=self.unauthenticated,
-            unavailable=self.unavailable,
-            errors_500=self.errors_500,
-            drops=self.drops,
-            applied_then_drops=self.applied_then_drops,
-            max_requests_in_window=self.max_requests_in_window,
-            refused_documents=self.refused_documents,
-            mutations=self.mutations,
-            max_mutations_in_request=self.max_mutations_in_request,
-            admitted_per_window=dict(self.admitted_per_window),
-            events=[dict(event) for event in self.events],
-        )
-
-
 @dataclass(slots=True)
 class _Window:
     """One workspace's current rate-limit window: budget units spent and requests admitted."""
@@ -223,13 +141,6 @@ class _Window:
     index: int
     units: int = 0
     requests: int = 0
-
-
-@dataclass(slots=True)
-class _Workspace:
-    event_external_ids: set[str] = field(default_factory=set)
-    # (identifier kind, normalised value) -> customer record, for customers upserted here.
-    customers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,230 +175,6 @@ def _graphql_error_body(errors: Sequence[GraphQLError], code: str) -> dict[str, 
         entry["extensions"] = {**(error.extensions or {}), "code": code}
         formatted.append(entry)
     return {"errors": formatted}
-
-
-def _iso_millis(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _date_time(moment: datetime) -> dict[str, str]:
-    millis = (moment - _EPOCH) // timedelta(milliseconds=1)
-    return {"iso8601": _iso_millis(moment), "unixTimestamp": str(millis)}
-
-
-def _base32(number: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        number, digit = divmod(number, 32)
-        chars.append(_CROCKFORD[digit])
-    return "".join(reversed(chars))
-
-
-def _derived_id(prefix: str, seed: str) -> str:
-    digest = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:17], "big")
-    return prefix + _base32(digest, 26)
-
-
-# --- the backend: what Plain would store -----------------------------------------------
-
-
-class _Backend:
-    """Workspaces, customers, events and counters. Callers hold ``FakePlain``'s lock."""
-
-    def __init__(self, *, workspace_name: str, unknown_customers: Collection[str]) -> None:
-        self.workspace_name = workspace_name
-        self._unknown_customers = frozenset(unknown_customers)
-        self._unknown_emails = frozenset(value.lower() for value in unknown_customers)
-        self._id_random = random.Random()
-        self._id_sequence = 0
-        self.counters = _Counters()
-        self.workspaces: dict[str, _Workspace] = {}
-
-    def reset(self) -> None:
-        self.counters = _Counters()
-        self.workspaces = {}
-
-    def root(self, key: ApiKey, *, apply: bool) -> dict[str, Callable[..., Any]]:
-        """Root resolvers for one request; with ``apply=False`` mutations only count."""
-
-        def my_workspace(info: GraphQLResolveInfo[Any]) -> dict[str, str]:
-            self._count(info)
-            name = self.workspace_name
-            return {"id": key.workspace_id, "name": name, "publicName": name}
-
-        def my_permissions(info: GraphQLResolveInfo[Any]) -> dict[str, list[str]]:
-            self._count(info)
-            return {"permissions": sorted(key.permissions)}
-
-        def create_event(info: GraphQLResolveInfo[Any], input: dict[str, Any]) -> dict[str, Any]:
-            self._count(info)
-            external_id = input.get("externalId") or ""
-            attempts = self.counters.create_attempts
-            attempts[external_id] = attempts.get(external_id, 0) + 1
-            if not apply:
-                return {}
-            return self._create_event(key, info.field_name, input)
-
-        def upsert_customer(info: GraphQLResolveInfo[Any], input: dict[str, Any]) -> dict[str, Any]:
-            self._count(info)
-            return self._upsert_customer(key, input) if apply else {}
-
-        return {
-            "myWorkspace": my_workspace,
-            "myPermissions": my_permissions,
-            "createCustomerEvent": create_event,
-            "createThreadEvent": create_event,
-            "upsertCustomer": upsert_customer,
-        }
-
-    def _count(self, info: GraphQLResolveInfo[Any]) -> None:
-        by_operation = self.counters.by_operation
-        by_operation[info.field_name] = by_operation.get(info.field_name, 0) + 1
-
-    def _workspace(self, workspace_id: str) -> _Workspace:
-        return self.workspaces.setdefault(workspace_id, _Workspace())
-
-    def _new_event_id(self) -> str:
-        self._id_sequence += 1
-        millis = time.time_ns() // 1_000_000
-        # A ULID: 48 bits of time, then 80 bits that the sequence number keeps unique.
-        randomness = (self._id_random.getrandbits(48) << 32) | (self._id_sequence & 0xFFFFFFFF)
-        return "tev_" + _base32((millis << 80) | randomness, 26)
-
-    def _customer_id(self, workspace_id: str, identifier: Mapping[str, Any]) -> str | None:
-        """Return the id of the customer an identifier names, or None if there is none.
-
-        Customers upserted here are found first; otherwise every customer exists unless
-        listed in ``unknown_customers``, with an id derived from its identifier.
-        """
-        kind, value = _chosen(identifier)
-        registered = self._workspace(workspace_id).customers.get(_customer_key(kind, value))
-        if registered is not None:
-            return str(registered["id"])
-        if kind == "customerId":
-            return value if value.startswith("c_") and len(value) > 2 else None
-        unknown = (
-            value.lower() in self._unknown_emails
-            if kind == "emailAddress"
-            else value in self._unknown_customers
-        )
-        return None if unknown else _customer_derived_id(workspace_id, kind, value)
-
-    def _create_event(self, key: ApiKey, operation: str, event: dict[str, Any]) -> dict[str, Any]:
-        output_field = "customerEvent" if operation == "createCustomerEvent" else "threadEvent"
-        refused = forbidden(key, operation)
-        if refused is not None:
-            return {output_field: None, "error": refused}
-        field_errors = event_input_errors(event)
-        if field_errors:
-            return {output_field: None, "error": validation_error(field_errors)}
-        if output_field == "customerEvent":
-            customer_id = self._customer_id(key.workspace_id, event["customerIdentifier"])
-            if customer_id is None:
-                error = not_found_error("customerIdentifier", "Customer not found")
-                return {output_field: None, "error": error}
-            thread_id = None
-        else:
-            thread_id = event["threadId"]
-            if not (thread_id.startswith("th_") and len(thread_id) > 3):
-                return {
-                    output_field: None,
-                    "error": not_found_error("threadId", "Thread not found"),
-                }
-            customer_id = _derived_id("c_", f"{key.workspace_id}:thread:{thread_id}")
-        workspace = self._workspace(key.workspace_id)
-        external_id = event.get("externalId") or ""
-        if external_id and external_id in workspace.event_external_ids:
-            return {output_field: None, "error": duplicate_error()}
-        timestamp = event.get("timestamp")
-        created_at = parse_timestamp(timestamp) if timestamp else None
-        created = {
-            "id": self._new_event_id(),
-            "customerId": customer_id,
-            "threadId": thread_id,
-            "title": event["title"],
-            "createdAt": _date_time(created_at or datetime.now(UTC)),
-        }
-        if external_id:
-            workspace.event_external_ids.add(external_id)
-        creations = self.counters.creations
-        creations[external_id] = creations.get(external_id, 0) + 1
-        self.counters.events.append(
-            {
-                "id": created["id"],
-                "externalId": event.get("externalId"),
-                "title": event["title"],
-                "timestamp": timestamp,
-                "customerIdentifier": event.get("customerIdentifier"),
-                "threadId": thread_id,
-                "components": event["components"],
-                "customerId": customer_id,
-                "createdAt": created["createdAt"]["iso8601"],
-            }
-        )
-        return {output_field: created, "error": None}
-
-    def _upsert_customer(self, key: ApiKey, upsert: dict[str, Any]) -> dict[str, Any]:
-        refused = forbidden(key, "upsertCustomer")
-        if refused is not None:
-            return {"result": None, "customer": None, "error": refused}
-        field_errors = upsert_input_errors(upsert)
-        if field_errors:
-            return {"result": None, "customer": None, "error": validation_error(field_errors)}
-        kind, value = _chosen(upsert["identifier"])
-        on_create = upsert["onCreate"]
-        if kind == "customerId" and not value.startswith("c_"):
-            error = not_found_error("identifier.customerId", "Customer not found")
-            return {"result": None, "customer": None, "error": error}
-        customers = self._workspace(key.workspace_id).customers
-        customer = customers.get(_customer_key(kind, value))
-        if customer is None:
-            customer_id = (
-                value
-                if kind == "customerId"
-                else _customer_derived_id(key.workspace_id, kind, value)
-            )
-            external_id = on_create.get("externalId") or (value if kind == "externalId" else None)
-            customer = {
-                "id": customer_id,
-                "externalId": external_id,
-                "fullName": on_create["fullName"],
-                "email": dict(on_create["email"]),
-            }
-            # Register every way an event may name this customer, so events find it.
-            customers[_customer_key(kind, value)] = customer
-            customers[_customer_key("emailAddress", customer["email"]["email"])] = customer
-            customers[_customer_key("customerId", customer_id)] = customer
-            if external_id:
-                customers[_customer_key("externalId", external_id)] = customer
-            return {"result": "CREATED", "customer": customer, "error": None}
-        changed = _apply_update(customer, upsert["onUpdate"])
-        return {"result": "UPDATED" if changed else "NOOP", "customer": customer, "error": None}
-
-
-def _chosen(identifier: Mapping[str, Any]) -> tuple[str, Any]:
-    """The one field of a (validated) identifier that is set, and its value."""
-    return next((k, v) for k, v in identifier.items() if v is not None)
-
-
-def _customer_key(kind: str, value: str) -> tuple[str, str]:
-    # Plain matches email addresses case-insensitively.
-    return (kind, value.lower() if kind == "emailAddress" else value)
-
-
-def _customer_derived_id(workspace_id: str, kind: str, value: str) -> str:
-    return _derived_id("c_", f"{workspace_id}:{kind}:{_customer_key(kind, value)[1]}")
-
-
-def _apply_update(customer: dict[str, Any], on_update: Mapping[str, Any]) -> bool:
-    before = json.dumps(customer, sort_keys=True)
-    if on_update.get("fullName") is not None:
-        customer["fullName"] = on_update["fullName"]["value"]
-    if on_update.get("externalId") is not None:
-        customer["externalId"] = on_update["externalId"]["value"]
-    if on_update.get("email") is not None:
-        customer["email"] = dict(on_update["email"])
-    return json.dumps(customer, sort_keys=True) != before
 
 
 # --- HTTP ------------------------------------------------------------------------------
@@ -655,7 +342,7 @@ class FakePlain:
         self._window_s = window_s
         self._schema = _subset_schema()
         self._lock = threading.Lock()
-        self._backend = _Backend(workspace_name=workspace_name, unknown_customers=unknown_customers)
+        self._backend = Store(workspace_name=workspace_name, unknown_customers=unknown_customers)
         self._documents: dict[str, DocumentNode | _BadRequest] = {}
         self._windows: dict[str, _Window] = {}
         self._epoch = time.monotonic()
@@ -901,7 +588,7 @@ class FakePlain:
         headers = {
             "x-ratelimit-limit": str(self._rate_limit),
             "x-ratelimit-remaining": str(self._rate_limit - window.units),
-            "x-ratelimit-reset": _iso_millis(reset_at),
+            "x-ratelimit-reset": iso_millis(reset_at),
         }
         return admitted, headers
 
