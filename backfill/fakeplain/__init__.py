@@ -39,14 +39,13 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import signal
 import socket
 import sys
 import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -76,6 +75,7 @@ from graphql import (
 )
 from graphql.utilities import get_operation_ast
 
+from backfill.fakeplain.faults import FaultDraws, Faults, faults_from_json
 from backfill.fakeplain.ids import iso_millis
 from backfill.fakeplain.keys import ALL_PERMISSIONS, DEFAULT_API_KEY, ApiKey, parse_api_key
 from backfill.fakeplain.stats import Stats
@@ -89,49 +89,6 @@ GRAPHQL_PATH: Final = "/graphql/v1"
 
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
 _DOCUMENT_CACHE_SIZE: Final = 512
-
-
-@dataclass(slots=True)
-class Faults:
-    """Failures to inject into the GraphQL endpoint (admin paths are never affected).
-
-    ``error_500``, ``drop`` and ``applied_then_drop`` are probabilities for each request
-    whose operation is a mutation; the request draws once from ``random.Random(seed)``
-    and the three split that draw, so their sum must not exceed 1. A fault hits the
-    request as a whole: ``applied_then_drop`` applies every mutation in it, ``error_500``
-    and ``drop`` none; requests refused for ``max_mutations`` draw nothing. ``fail_next``
-    answers the next N mutation requests with a 500 before any draw. ``latency_ms``
-    delays every answered GraphQL request by a uniform amount. ``outage_until`` is a
-    ``time.monotonic()`` deadline before which every request gets a 503. Replacing a
-    server's ``faults`` restarts the draws from the new seed.
-
-    >>> Faults(error_500=0.1, drop=0.05, seed=42).applied_then_drop
-    0.0
-    """
-
-    error_500: float = 0.0
-    drop: float = 0.0
-    applied_then_drop: float = 0.0
-    latency_ms: tuple[float, float] = (0.0, 0.0)
-    outage_until: float = 0.0
-    fail_next: int = 0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        rates = (self.error_500, self.drop, self.applied_then_drop)
-        if any(not 0.0 <= rate <= 1.0 for rate in rates) or sum(rates) > 1.0 + 1e-9:
-            raise ValueError(
-                "fault probabilities must each be within 0..1 and sum to at most 1, "
-                f"got error_500={self.error_500}, drop={self.drop}, "
-                f"applied_then_drop={self.applied_then_drop}"
-            )
-        low, high = self.latency_ms
-        if not 0.0 <= low <= high:
-            raise ValueError(
-                f"latency_ms must be (low, high) with 0 <= low <= high, got {low, high}"
-            )
-        if self.fail_next < 0:
-            raise ValueError(f"fail_next must be >= 0, got {self.fail_next}")
 
 
 @dataclass(slots=True)
@@ -347,8 +304,7 @@ class FakePlain:
         self._windows: dict[str, _Window] = {}
         self._epoch = time.monotonic()
         self._wall_epoch = time.time()
-        self._random = random.Random(self.faults.seed)
-        self._random_for = self.faults
+        self._draws = FaultDraws(self.faults)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -461,27 +417,6 @@ class FakePlain:
 
     # --- request handling, called from handler threads ----------------------------------
 
-    def _set_faults_from_json(self, body: bytes) -> _Reply:
-        try:
-            values = json.loads(body or b"{}")
-            if not isinstance(values, dict):
-                raise ValueError("expected a JSON object of Faults fields")
-            allowed = {item.name for item in fields(Faults)} | {"outage_s"}
-            unknown = sorted(set(values) - allowed)
-            if unknown:
-                raise ValueError(f"unknown fault field(s): {', '.join(unknown)}")
-            outage_s = values.pop("outage_s", None)
-            if outage_s is not None:
-                values["outage_until"] = time.monotonic() + float(outage_s)
-            if "latency_ms" in values:
-                low, high = values["latency_ms"]
-                values["latency_ms"] = (float(low), float(high))
-            faults = Faults(**values)
-        except (ValueError, TypeError) as error:
-            return _Reply(400, _error_body(str(error), "BAD_REQUEST"))
-        self.faults = faults
-        return _Reply(200, asdict(faults))
-
     def _answer_graphql(self, authorization: str | None, body: bytes) -> _Reply:
         with self._lock:
             counters = self._backend.counters
@@ -538,8 +473,8 @@ class FakePlain:
                     f"{mutations} top-level mutations, at most {limit} are allowed"
                 )
                 return _Reply(400, _error_body(message, "GRAPHQL_VALIDATION_FAILED"), headers)
-            fault = self._draw_fault(faults) if is_mutation else ""
-            delay_s = self._draw_latency(faults)
+            fault = self._draws.fault(faults) if is_mutation else ""
+            delay_s = self._draws.latency_s(faults)
             result = execute_sync(
                 self._schema,
                 document,
@@ -603,27 +538,13 @@ class FakePlain:
             raise cached
         return cached
 
-    def _draw_fault(self, faults: Faults) -> str:
-        if faults is not self._random_for:
-            self._random = random.Random(faults.seed)
-            self._random_for = faults
-        if faults.fail_next > 0:
-            faults.fail_next -= 1
-            return "error_500"
-        roll = self._random.random()
-        for name, probability in (
-            ("error_500", faults.error_500),
-            ("drop", faults.drop),
-            ("applied_then_drop", faults.applied_then_drop),
-        ):
-            if roll < probability:
-                return name
-            roll -= probability
-        return ""
-
-    def _draw_latency(self, faults: Faults) -> float:
-        low, high = faults.latency_ms
-        return self._random.uniform(low, high) / 1000 if high > 0 else 0.0
+    def _set_faults_from_json(self, body: bytes) -> _Reply:
+        try:
+            faults = faults_from_json(body)
+        except (ValueError, TypeError) as error:
+            return _Reply(400, _error_body(str(error), "BAD_REQUEST"))
+        self.faults = faults
+        return _Reply(200, asdict(faults))
 
 
 def _check_max_mutations(value: int | None) -> None:
