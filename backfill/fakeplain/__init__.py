@@ -47,34 +47,21 @@ import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib.resources import files
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from graphql import (
-    BooleanValueNode,
-    DocumentNode,
-    FieldNode,
-    FragmentDefinitionNode,
-    FragmentSpreadNode,
-    GraphQLError,
-    GraphQLSchema,
-    InlineFragmentNode,
-    OperationDefinitionNode,
-    OperationType,
-    SelectionNode,
-    SelectionSetNode,
-    VariableNode,
-    build_schema,
-    execute_sync,
-    parse,
-    validate,
-)
+from graphql import GraphQLError, OperationType, execute_sync
 from graphql.utilities import get_operation_ast
 
+from backfill.fakeplain.documents import (
+    BadRequest,
+    Documents,
+    load_schema,
+    parse_request,
+    root_field_count,
+)
 from backfill.fakeplain.faults import FaultDraws, Faults, faults_from_json
 from backfill.fakeplain.ids import iso_millis
 from backfill.fakeplain.keys import ALL_PERMISSIONS, DEFAULT_API_KEY, ApiKey, parse_api_key
@@ -88,7 +75,6 @@ DEFAULT_WINDOW_S: Final = 60.0
 GRAPHQL_PATH: Final = "/graphql/v1"
 
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
-_DOCUMENT_CACHE_SIZE: Final = 512
 
 
 @dataclass(slots=True)
@@ -107,18 +93,6 @@ class _Reply:
     headers: Mapping[str, str] = field(default_factory=dict)
     drop: bool = False
     delay_s: float = 0.0
-
-
-class _BadRequest(Exception):
-    def __init__(self, message: str, code: str = "BAD_REQUEST") -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@cache
-def _subset_schema() -> GraphQLSchema:
-    sdl = (files("backfill") / "schema" / "plain_subset.graphql").read_text(encoding="utf-8")
-    return build_schema(sdl)
 
 
 def _error_body(message: str, code: str) -> dict[str, Any]:
@@ -297,10 +271,10 @@ class FakePlain:
         self._api_keys = dict(api_keys) if api_keys is not None else {DEFAULT_API_KEY: ApiKey()}
         self._rate_limit = rate_limit
         self._window_s = window_s
-        self._schema = _subset_schema()
+        self._schema = load_schema()
         self._lock = threading.Lock()
         self._backend = Store(workspace_name=workspace_name, unknown_customers=unknown_customers)
-        self._documents: dict[str, DocumentNode | _BadRequest] = {}
+        self._documents = Documents(self._schema)
         self._windows: dict[str, _Window] = {}
         self._epoch = time.monotonic()
         self._wall_epoch = time.time()
@@ -431,10 +405,10 @@ class FakePlain:
                 counters.unauthenticated += 1
                 return _Reply(401, _error_body("Authentication required", "UNAUTHENTICATED"))
             try:
-                query, variables, operation_name = _parse_request(body)
-                document = self._document(query)
-            except _BadRequest as error:
-                bad_request: _BadRequest | None = error
+                query, variables, operation_name = parse_request(body)
+                document = self._documents.get(query)
+            except BadRequest as error:
+                bad_request: BadRequest | None = error
                 document, variables, operation_name = None, None, None
             else:
                 bad_request = None
@@ -443,7 +417,7 @@ class FakePlain:
             )
             is_mutation = operation is not None and operation.operation == OperationType.MUTATION
             mutations = (
-                _root_field_count(document, operation, variables)
+                root_field_count(document, operation, variables)
                 if document is not None and operation is not None and is_mutation
                 else 0
             )
@@ -527,17 +501,6 @@ class FakePlain:
         }
         return admitted, headers
 
-    def _document(self, query: str) -> DocumentNode:
-        cached = self._documents.get(query)
-        if cached is None:
-            cached = _parse_and_validate(self._schema, query)
-            if len(self._documents) >= _DOCUMENT_CACHE_SIZE:
-                del self._documents[next(iter(self._documents))]
-            self._documents[query] = cached
-        if isinstance(cached, _BadRequest):
-            raise cached
-        return cached
-
     def _set_faults_from_json(self, body: bytes) -> _Reply:
         try:
             faults = faults_from_json(body)
@@ -555,99 +518,6 @@ def _check_max_mutations(value: int | None) -> None:
 def _check_retry_after(value: float | None) -> None:
     if value is not None and not value >= 0:
         raise ValueError(f"retry_after_s must be >= 0 or None, got {value}")
-
-
-def _root_field_count(
-    document: DocumentNode,
-    operation: OperationDefinitionNode,
-    variables: Mapping[str, Any] | None,
-) -> int:
-    """Count the response keys an operation would execute at its root, ``__typename`` aside.
-
-    Fragments are expanded and ``@skip``/``@include`` are honoured; a repeated response
-    key is one field, as execution merges it.
-    """
-    fragments = {
-        definition.name.value: definition
-        for definition in document.definitions
-        if isinstance(definition, FragmentDefinitionNode)
-    }
-    values = {
-        definition.variable.name.value: definition.default_value.value
-        for definition in operation.variable_definitions or ()
-        if isinstance(definition.default_value, BooleanValueNode)
-    }
-    values.update(variables or {})
-    keys: set[str] = set()
-
-    def collect(selection_set: SelectionSetNode) -> None:
-        for selection in selection_set.selections:
-            if not _included(selection, values):
-                continue
-            if isinstance(selection, FieldNode):
-                if selection.name.value != "__typename":
-                    keys.add((selection.alias or selection.name).value)
-            elif isinstance(selection, InlineFragmentNode):
-                collect(selection.selection_set)
-            elif isinstance(selection, FragmentSpreadNode):
-                fragment = fragments.get(selection.name.value)
-                if fragment is not None:
-                    collect(fragment.selection_set)
-
-    collect(operation.selection_set)
-    return len(keys)
-
-
-def _included(selection: SelectionNode, variables: Mapping[str, Any]) -> bool:
-    for directive in selection.directives or ():
-        name = directive.name.value
-        if name not in ("skip", "include"):
-            continue
-        condition = next(
-            (arg.value for arg in directive.arguments or () if arg.name.value == "if"), None
-        )
-        value: Any
-        if isinstance(condition, BooleanValueNode):
-            value = condition.value
-        elif isinstance(condition, VariableNode):
-            value = variables.get(condition.name.value)
-        else:
-            continue
-        if (name == "skip" and value is True) or (name == "include" and value is False):
-            return False
-    return True
-
-
-def _parse_request(body: bytes) -> tuple[str, dict[str, Any] | None, str | None]:
-    try:
-        request = json.loads(body)
-    except ValueError:
-        raise _BadRequest("POST body sent invalid JSON.") from None
-    if not isinstance(request, dict):
-        raise _BadRequest("POST body must be a JSON object.")
-    query = request.get("query")
-    variables = request.get("variables")
-    operation_name = request.get("operationName")
-    if not isinstance(query, str) or not query.strip():
-        raise _BadRequest("GraphQL operations must contain a non-empty `query`.")
-    if variables is not None and not isinstance(variables, dict):
-        raise _BadRequest("`variables` in a POST body must be an object if provided.")
-    if operation_name is not None and not isinstance(operation_name, str):
-        raise _BadRequest("`operationName` in a POST body must be a string if provided.")
-    return query, variables, operation_name
-
-
-def _parse_and_validate(schema: GraphQLSchema, query: str) -> DocumentNode | _BadRequest:
-    try:
-        document = parse(query)
-    except GraphQLError as error:
-        return _BadRequest(error.message, "GRAPHQL_PARSE_FAILED")
-    errors = validate(schema, document)
-    if errors:
-        return _BadRequest(
-            "; ".join(error.message for error in errors), "GRAPHQL_VALIDATION_FAILED"
-        )
-    return document
 
 
 def serve(
