@@ -46,7 +46,6 @@ import threading
 import time
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Final
@@ -63,27 +62,16 @@ from backfill.fakeplain.documents import (
     root_field_count,
 )
 from backfill.fakeplain.faults import FaultDraws, Faults, faults_from_json
-from backfill.fakeplain.ids import iso_millis
 from backfill.fakeplain.keys import ALL_PERMISSIONS, DEFAULT_API_KEY, ApiKey, parse_api_key
+from backfill.fakeplain.ratelimit import DEFAULT_RATE_LIMIT, DEFAULT_WINDOW_S, RateLimit
 from backfill.fakeplain.stats import Stats
 from backfill.fakeplain.store import Store
 
 __all__ = ["ALL_PERMISSIONS", "ApiKey", "FakePlain", "Faults", "Stats", "parse_api_key", "serve"]
 
-DEFAULT_RATE_LIMIT: Final = 450
-DEFAULT_WINDOW_S: Final = 60.0
 GRAPHQL_PATH: Final = "/graphql/v1"
 
 _MAX_BODY_BYTES: Final = 10 * 1024 * 1024
-
-
-@dataclass(slots=True)
-class _Window:
-    """One workspace's current rate-limit window: budget units spent and requests admitted."""
-
-    index: int
-    units: int = 0
-    requests: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,10 +244,7 @@ class FakePlain:
         count_mutations: bool = False,
         retry_after_s: float | None = None,
     ) -> None:
-        if rate_limit < 1:
-            raise ValueError(f"rate_limit must be >= 1, got {rate_limit}")
-        if window_s <= 0:
-            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self._rate_limit = RateLimit(rate_limit, window_s)
         _check_max_mutations(max_mutations)
         _check_retry_after(retry_after_s)
         self.faults = faults if faults is not None else Faults()
@@ -269,15 +254,10 @@ class FakePlain:
         self._host = host
         self._port = port
         self._api_keys = dict(api_keys) if api_keys is not None else {DEFAULT_API_KEY: ApiKey()}
-        self._rate_limit = rate_limit
-        self._window_s = window_s
         self._schema = load_schema()
         self._lock = threading.Lock()
         self._backend = Store(workspace_name=workspace_name, unknown_customers=unknown_customers)
         self._documents = Documents(self._schema)
-        self._windows: dict[str, _Window] = {}
-        self._epoch = time.monotonic()
-        self._wall_epoch = time.time()
         self._draws = FaultDraws(self.faults)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -332,8 +312,7 @@ class FakePlain:
                 raise RuntimeError("FakePlain is already started")
             self._server = _Server((self._host, self._port), self)
             # Rate-limit windows are aligned to the moment the server starts serving.
-            self._epoch = time.monotonic()
-            self._wall_epoch = time.time()
+            self._rate_limit.align()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -387,7 +366,7 @@ class FakePlain:
         """Forget counters, events, customers and rate-limit windows; faults stay."""
         with self._lock:
             self._backend.reset()
-            self._windows = {}
+            self._rate_limit.reset()
 
     # --- request handling, called from handler threads ----------------------------------
 
@@ -422,7 +401,7 @@ class FakePlain:
                 else 0
             )
             cost = max(1, mutations) if self._count_mutations else 1
-            admitted, headers = self._admit(key.workspace_id, now, cost)
+            admitted, headers = self._rate_limit.admit(key.workspace_id, now, cost, counters)
             if not admitted:
                 counters.rate_limited += 1
                 if self._retry_after_s is not None:
@@ -478,28 +457,6 @@ class FakePlain:
         if scheme.lower() != "bearer":
             return None
         return self._api_keys.get(token.strip())
-
-    def _admit(self, workspace_id: str, now: float, cost: int) -> tuple[bool, dict[str, str]]:
-        """Spend `cost` units of the workspace's window if that many remain."""
-        index = int((now - self._epoch) // self._window_s)
-        window = self._windows.get(workspace_id)
-        if window is None or window.index != index:
-            window = self._windows[workspace_id] = _Window(index)
-        admitted = window.units + cost <= self._rate_limit
-        if admitted:
-            window.units += cost
-            window.requests += 1
-            counters = self._backend.counters
-            counters.max_requests_in_window = max(counters.max_requests_in_window, window.requests)
-            key = str(index)
-            counters.admitted_per_window[key] = counters.admitted_per_window.get(key, 0) + 1
-        reset_at = datetime.fromtimestamp(self._wall_epoch + (index + 1) * self._window_s, UTC)
-        headers = {
-            "x-ratelimit-limit": str(self._rate_limit),
-            "x-ratelimit-remaining": str(self._rate_limit - window.units),
-            "x-ratelimit-reset": iso_millis(reset_at),
-        }
-        return admitted, headers
 
     def _set_faults_from_json(self, body: bytes) -> _Reply:
         try:
