@@ -21,8 +21,8 @@ from backfill.errors import (
     Transient,
 )
 from backfill.mapping import MappingSpec, load_mapping
-from backfill.models import RESULT_COLUMNS, Status
-from backfill.pipeline import Progress, arun, run
+from backfill.models import RESULT_COLUMNS, Progress, Status
+from backfill.pipeline import arun, run
 from backfill.reports import RunSummary
 
 __all__ = [

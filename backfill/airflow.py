@@ -46,7 +46,8 @@ from backfill.config import (
     Settings,
     resolve,
 )
-from backfill.errors import BackfillError, ConfigError
+from backfill.errors import BackfillError, ConfigError, ExitCode
+from backfill.models import Progress
 from backfill.reports import RunSummary
 from backfill.urls import mask_url
 
@@ -61,7 +62,7 @@ PROGRESS_LOG_S: Final = 30.0
 #: fails without its retries. 3: a retry would send rows past `--max-failures`;
 #: 4: the key is refused. Every other failing exit code fails the try, and a retry
 #: resumes from the ledger.
-NO_RETRY_EXIT_CODES: Final = frozenset({pipeline.EXIT_MAX_FAILURES, pipeline.EXIT_AUTH})
+NO_RETRY_EXIT_CODES: Final = frozenset({ExitCode.MAX_FAILURES, ExitCode.AUTH})
 #: Settings the job sets itself for each task; `BackfillJob.options` may not give them.
 _JOB_SETTINGS: Final = frozenset(
     {"api_key", "api_url", "ledger", "rate", "results_dir", "shard", "since", "until", "dry_run"}
@@ -73,7 +74,7 @@ class TaskFailed(BackfillError):
     """A task of the backfill failed; `summary` is what it would have returned."""
 
     def __init__(self, message: str, *, exit_code: int, summary: Mapping[str, Any]) -> None:
-        self.exit_code = exit_code
+        self.exit_code = ExitCode(exit_code)
         self.summary = dict(summary)
         super().__init__(message)
 
@@ -411,7 +412,7 @@ def _raise_for(result: Mapping[str, Any]) -> None:
     """Fail the task when the shard's exit code says a retry must (or must not) follow."""
     code = int(result["exit_code"])
     retryable = int(result["counts"].get("retryable", 0))
-    if code == pipeline.EXIT_OK or (code == pipeline.EXIT_FAILED_ROWS and not retryable):
+    if code == ExitCode.OK or (code == ExitCode.FAILED_ROWS and not retryable):
         return
     message = (
         f"shard {result['shard']}: run {result['run_id']} {result['state']} (exit {code})"
@@ -453,7 +454,7 @@ class _ProgressLog:
         self._label = label
         self._next = time.monotonic() + PROGRESS_LOG_S
 
-    def __call__(self, progress: pipeline.Progress) -> None:
+    def __call__(self, progress: Progress) -> None:
         now = time.monotonic()
         if now < self._next:
             return

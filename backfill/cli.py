@@ -13,6 +13,7 @@ import click
 
 from backfill import config, pipeline
 from backfill.errors import BackfillError
+from backfill.models import Progress
 from backfill.reports import render_summary, render_validation
 
 _FORMAT = click.option(
@@ -481,7 +482,7 @@ class _ProgressDisplay:
         else:
             click.echo(text, err=True)
 
-    def update(self, p: pipeline.Progress) -> None:
+    def update(self, p: Progress) -> None:
         if not self.enabled:
             return
         if self.bar is not None:

@@ -16,16 +16,40 @@ BackfillError
 ```
 
 Context is keyword-only. This module imports nothing from `backfill`. Messages
-never contain the API key.
+never contain the API key. `ExitCode` is the one table of exit codes every command uses.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """How a command ends (later work adds codes, never changes these)."""
+
+    #: Every row ended delivered, already_existed or duplicate_in_source.
+    OK = 0
+    #: Finished, but some rows are invalid, rejected or retryable.
+    FAILED_ROWS = 1
+    #: Usage, mapping, source-file or ledger error: nothing (more) sent.
+    USAGE = 2
+    #: Stopped by `--max-failures`.
+    MAX_FAILURES = 3
+    #: Authentication or permission failure.
+    AUTH = 4
+    #: Plain unreachable longer than the outage limit.
+    UNREACHABLE = 5
+    #: Rows are claimed by another live run of the same job.
+    BUSY = 6
+    #: Interrupted by SIGINT / SIGTERM; the ledger is consistent.
+    SIGINT = 130
+    SIGTERM = 143
 
 
 class BackfillError(Exception):
     """Base of every error the job reports to its user."""
 
-    exit_code = 2
+    exit_code: ExitCode = ExitCode.USAGE
 
 
 class ConfigError(BackfillError):
@@ -64,7 +88,7 @@ class LedgerError(BackfillError):
 class LedgerBusy(BackfillError):
     """Another live run holds the ledger (or the rows this run needs)."""
 
-    exit_code = 6
+    exit_code = ExitCode.BUSY
 
 
 class PlainError(BackfillError):
@@ -81,7 +105,7 @@ class PlainError(BackfillError):
 class AuthError(PlainError):
     """The key is rejected or lacks a permission: every further request would fail too."""
 
-    exit_code = 4
+    exit_code = ExitCode.AUTH
 
 
 class RateLimited(PlainError):
@@ -113,4 +137,4 @@ class Transient(PlainError):
 class Unreachable(Transient):
     """Plain gave no answer for longer than the outage limit: the run stops, rows stay retryable."""
 
-    exit_code = 5
+    exit_code = ExitCode.UNREACHABLE

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 
 from backfill.config import DEFAULT_CHUNK_ROWS, Settings, SqlSource
-from backfill.errors import ConfigError
+from backfill.errors import ConfigError, MappingError
 from backfill.mapper import Mapper, compile_mapper
 from backfill.mapping import MappingSpec, check_columns, load_mapping
 from backfill.models import SourceRow
@@ -115,3 +115,15 @@ def bind_window(sql: SqlSource, bounds: Mapping[str, str]) -> SqlSource:
         if value and name not in given and re.search(rf"(?<![:\w]):{name}\b", sql.query) is not None
     )
     return replace(sql, params=sql.params + added) if added else sql
+
+
+def check_upsert(spec: MappingSpec) -> None:
+    """`--upsert-customers` needs the customer's email and full name in the mapping."""
+    customer = spec.customer
+    if customer is None or not customer.email_column or not customer.full_name_column:
+        raise MappingError(
+            "--upsert-customers needs the customer's email and full name: give "
+            'email = "<column>" and full_name = "<column>" in [customer]',
+            file=spec.file,
+            key="customer",
+        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
@@ -191,10 +191,44 @@ class Counts:
         return self.by_status.get(str(status), 0)
 
 
-class LedgerView(Protocol):
-    """The part of the ledger the planner reads."""
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A snapshot of a running job, for progress bars and log lines."""
 
-    def lookup(self, external_ids: Iterable[str]) -> Mapping[str, LedgerEntry]: ...
+    rows_read: int
+    settled: int
+    delivered: int
+    failed: int
+    skipped: int
+    requests: int
+    elapsed_s: float
+    #: Rows the sources are expected to hold (from the bytes read so far), or None early on.
+    estimated_rows: int | None = None
+
+    @property
+    def events_per_s(self) -> float:
+        return self.delivered / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace so far, once there is a pace to tell it by."""
+        if self.estimated_rows is None or self.settled < 20 or self.elapsed_s < 2.0:
+            return None
+        return max(0, self.estimated_rows - self.settled) * self.elapsed_s / self.settled
+
+
+ProgressCallback = Callable[[Progress], None]
+NoticeCallback = Callable[[str], None]
+
+
+class LedgerView(Protocol):
+    """The part of a ledger planning reads (a scratch database can stand in for one)."""
+
+    def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]:
+        """Where each id (of `rows`: id, source, position) was first met in this input."""
+        ...
+
+    def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
 
 
 class Clock(Protocol):

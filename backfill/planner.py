@@ -15,11 +15,20 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final, Protocol
+from typing import Final
 
 from backfill.config import Settings
 from backfill.mapper import Mapper, event_ids, map_row
-from backfill.models import DONE, Event, Invalid, LedgerEntry, RowProblem, SourceRow, Status
+from backfill.models import (
+    DONE,
+    Event,
+    Invalid,
+    LedgerEntry,
+    LedgerView,
+    RowProblem,
+    SourceRow,
+    Status,
+)
 from backfill.selection import Selection
 
 #: Chunks read (and looked up in the ledger) ahead of the one being decided.
@@ -121,14 +130,6 @@ def plan(
 
 
 Pair = tuple[SourceRow, str | RowProblem]
-
-
-class LedgerView(Protocol):
-    """What planning asks of a ledger (or of a scratch database standing in for one)."""
-
-    def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]: ...
-
-    def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
 
 
 @dataclass(frozen=True, slots=True)

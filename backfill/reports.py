@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from backfill.errors import ConfigError
-from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow
+from backfill.models import FAILED, RESULT_COLUMNS, Event, Invalid, ResultRow, Status
 from backfill.planner import Planned
 
 if TYPE_CHECKING:
@@ -359,3 +359,17 @@ def render_status(status: JobStatus) -> str:
         f"({status.rate_from})"
     )
     return "\n".join(lines)
+
+
+def issue_row(run_id: str, issue: Invalid, status: Status) -> ResultRow:
+    """The result line of a row that never became an event."""
+    return ResultRow(
+        run_id=run_id,
+        external_id=issue.external_id,
+        status=str(status),
+        source=issue.source,
+        position=issue.position,
+        column=issue.problem.column,
+        code=issue.problem.code,
+        message=issue.problem.message,
+    )

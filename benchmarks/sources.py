@@ -23,7 +23,7 @@ start-up and imports included; its peak RSS comes from `os.wait4`, MB are MiB):
    ledger in which every row is `delivered` is built without sending, through the
    package's public API: `load_mapping`, `compile_mapper`, `event_id` for each row's
    externalId, `map_row` for its payload hash, and SqliteLedger's `set_meta("id_rule",
-   ...)` (the value `pipeline._check_id_rule` records), `start_run` (the mapping's hash
+   ...)` (the value `job._check_id_rule` records), `start_run` (the mapping's hash
    and id rule, as `arun` records them), `mark_in_flight`, `record_outcomes` and
    `end_run`. Then `backfill run SOURCE --mapping data/mapping.toml --ledger LEDGER
    --api-url URL` of a fake Plain started here (`python -m backfill fake-plain --port
@@ -522,17 +522,17 @@ def role_ledger(source: str, mapping: str, ledger_path: str) -> None:
     """Role `_ledger`: record every row of `source` as delivered, sending nothing.
 
     The same records a run that delivered every row would leave: the id rule in `meta`
-    (as `pipeline._check_id_rule` sets it), a run with the mapping's hash and id rule (as
+    (as `job._check_id_rule` sets it), a run with the mapping's hash and id rule (as
     `arun` starts it), each event `in_flight` then `delivered` with one attempt (HTTP 200),
     its kind, timestamp and payload hash from `map_row`, its source and position as the
     readers give them, and the run ended `finished` with exit code 0.
     """
     from backfill.ids import ID_FORMAT_VERSION
+    from backfill.job import new_run_id
     from backfill.ledger import SqliteLedger
     from backfill.mapper import compile_mapper, event_id, map_row
     from backfill.mapping import load_mapping
     from backfill.models import Attempt, Event, Outcome, Status
-    from backfill.pipeline import new_run_id
     from backfill.readers import CsvOptions, expand, read_chunks
 
     spec = load_mapping(mapping)

@@ -20,8 +20,8 @@ from typing import IO
 import pytest
 
 from backfill.fakeplain import FakePlain, Faults
+from backfill.job import STOP_GRACE_S
 from backfill.ledger import SqliteLedger
-from backfill.pipeline import STOP_GRACE_S
 from tests.conftest import SAMPLE_ROWS, clean_env, cli, cli_popen, run_args, sample_ids
 
 KILL_RATE = ("--rate", "500/s", "--concurrency", "8")

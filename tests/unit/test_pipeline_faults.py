@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from backfill import arun, planner, resolve
-from backfill import pipeline as pipeline_module
+from backfill import job as job_module
 from backfill.ledger import SqliteLedger
 from tests.conftest import MAPPING, SAMPLE
 
@@ -172,7 +172,7 @@ async def test_a_failed_heartbeat_stops_the_run_with_exit_2_and_the_summary_is_w
         beats.append(run_id)
         raise LedgerError(f"run {run_id} was taken for dead by another run")
 
-    monkeypatch.setattr(pipeline_module, "HEARTBEAT_S", 0.05)
+    monkeypatch.setattr(job_module, "HEARTBEAT_S", 0.05)
     monkeypatch.setattr(SqliteLedger, "heartbeat", failing)
     ok = transport(lambda request: httpx.Response(200, json=CREATED))
     summary = await asyncio.wait_for(arun(settings(tmp_path, rate="20/s"), transport=ok), 30)
