@@ -2,8 +2,12 @@
 
 The library API is what the CLI, Airflow and notebooks call::
 
-    from backfill import resolve, run
-    summary = run(resolve(sources=("activity.csv",), mapping="mapping.toml"))
+    from backfill import resolve, run, status
+    settings = resolve(sources=("activity.csv",), mapping="mapping.toml")
+    summary = run(settings)
+    print(status(settings).counts)
+
+`validate`, `preview`, `status` and `export` take the same `Settings`.
 """
 
 from backfill.config import UNSET, Settings, resolve
@@ -11,6 +15,7 @@ from backfill.errors import (
     AuthError,
     BackfillError,
     ConfigError,
+    ExitCode,
     LedgerBusy,
     LedgerError,
     MappingError,
@@ -20,10 +25,12 @@ from backfill.errors import (
     SourceError,
     Transient,
 )
+from backfill.export import ExportSummary
 from backfill.mapping import MappingSpec, load_mapping
 from backfill.models import RESULT_COLUMNS, Progress, Status
-from backfill.pipeline import arun, run
-from backfill.reports import RunSummary
+from backfill.pipeline import arun, export, preview, run, status, validate
+from backfill.reports import RunSummary, ValidateSummary
+from backfill.status import JobStatus
 
 __all__ = [
     "RESULT_COLUMNS",
@@ -31,6 +38,9 @@ __all__ = [
     "AuthError",
     "BackfillError",
     "ConfigError",
+    "ExitCode",
+    "ExportSummary",
+    "JobStatus",
     "LedgerBusy",
     "LedgerError",
     "MappingError",
@@ -44,8 +54,13 @@ __all__ = [
     "SourceError",
     "Status",
     "Transient",
+    "ValidateSummary",
     "arun",
+    "export",
     "load_mapping",
     "resolve",
+    "preview",
     "run",
+    "status",
+    "validate",
 ]

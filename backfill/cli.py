@@ -388,10 +388,8 @@ def export(
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def init(source: str, output: str, force: bool) -> None:
     """Write a starter mapping from SOURCE's header and first rows."""
-    from backfill.starter import write_starter
-
     try:
-        write_starter(source, output, force=force)
+        pipeline.init(source, output, force=force)
     except BackfillError as exc:
         _fail(exc)
     click.echo(f"wrote {output}: check the lines marked '# check:', then run")

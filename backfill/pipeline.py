@@ -215,6 +215,17 @@ def _preview_row(mapper: Mapper, row: SourceRow, *, upsert_customers: bool) -> d
     return shown
 
 
+def init(source: str, output: str, *, force: bool = False) -> str:
+    """Write a starter mapping for `source` (guessed from its header and first rows) to
+    `output`, keeping an existing file unless `force`; returns the text written.
+
+    >>> init("data/sample_activity.csv", "mapping.toml")  # doctest: +SKIP
+    """
+    from backfill.starter import write_starter
+
+    return write_starter(source, output, force=force)
+
+
 # --- the ledger: status and export -------------------------------------------------------
 
 

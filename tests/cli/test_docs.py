@@ -161,6 +161,9 @@ def test_exported_members():
             "AuthError",
             "BackfillError",
             "ConfigError",
+            "ExitCode",
+            "ExportSummary",
+            "JobStatus",
             "LedgerBusy",
             "LedgerError",
             "MappingError",
@@ -174,10 +177,15 @@ def test_exported_members():
             "SourceError",
             "Status",
             "Transient",
+            "ValidateSummary",
             "arun",
+            "export",
             "load_mapping",
+            "preview",
             "resolve",
             "run",
+            "status",
+            "validate",
         ]
     )
     for name in backfill.__all__:
