@@ -31,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final, NoReturn
@@ -43,6 +43,7 @@ from backfill.config import (
     DEFAULT_RESULTS_DIR,
     UNSET,
     LedgerTarget,
+    Rate,
     Settings,
     resolve,
 )
@@ -330,14 +331,13 @@ def summarise(job: BackfillJob, results: Sequence[Mapping[str, Any] | None]) -> 
     shard has no result): the job's state is logged, then the task fails without
     retries, so the DAG run shows the failure.
     """
-    from backfill.status import job_status, vars_of
-
     done = [result for result in results if result]
     counts: Counter[str] = Counter()
     for result in done:
         counts.update(result.get("counts", {}))
     # Every row of the job as the ledger knows it: events and rows that never became one.
-    status = job_status(job.ledger, rate=job.rate)
+    ledger_only = resolve(ledger=job.ledger, trust_env=False)
+    status = pipeline.status(ledger_only, rate=Rate.parse(job.rate))
     in_ledger = status.counts
     merged: dict[str, Any] = {
         "shards": len(done),
@@ -348,7 +348,7 @@ def summarise(job: BackfillJob, results: Sequence[Mapping[str, Any] | None]) -> 
         "exit_codes": {str(r.get("shard")): int(r.get("exit_code", 0)) for r in done},
         "ledger": dict(sorted(in_ledger.items())),
         "left": status.left,
-        "codes": [vars_of(code) for code in status.codes],
+        "codes": [asdict(code) for code in status.codes],
         "results_dirs": [str(result.get("results_dir", "")) for result in done],
     }
     log.info("backfill summary\n%s", render_table(done, in_ledger))
