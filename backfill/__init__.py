@@ -25,12 +25,12 @@ from backfill.errors import (
     SourceError,
     Transient,
 )
-from backfill.export import ExportSummary
+from backfill.job_export import ExportSummary
+from backfill.job_status import JobStatus
 from backfill.mapping import MappingSpec, load_mapping
 from backfill.models import RESULT_COLUMNS, Progress, Status
 from backfill.pipeline import arun, export, preview, run, status, validate
 from backfill.reports import RunSummary, ValidateSummary
-from backfill.status import JobStatus
 
 __all__ = [
     "RESULT_COLUMNS",

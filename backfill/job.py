@@ -34,7 +34,7 @@ from backfill.errors import (
 )
 from backfill.ids import ID_FORMAT_VERSION
 from backfill.intake import Prepared, check_upsert, prepare
-from backfill.ledger import CustomerRecord, open_ledger
+from backfill.ledger import open_ledger
 from backfill.mapping import MappingSpec
 from backfill.models import (
     FAILED,
@@ -49,7 +49,7 @@ from backfill.models import (
     Status,
     Workspace,
 )
-from backfill.plain import PERMISSIONS, UPSERT_PERMISSIONS
+from backfill.plain import check_access
 from backfill.planner import (
     Decision,
     Identified,
@@ -64,6 +64,7 @@ from backfill.readers import (
 )
 from backfill.reports import ResultsWriter, RunSummary, iso, issue_row, write_summary
 from backfill.sender import Sender, SendOptions, Sent
+from backfill.upserts import Upserts
 
 if TYPE_CHECKING:
     from backfill.ledger import Ledger
@@ -81,8 +82,6 @@ CLAIM_MIN_S: Final = 60.0
 HELD_POLL_S: Final = 1.0
 #: With several events per request: how long a sender waits to fill a request.
 BATCH_FILL_S: Final = 0.05
-#: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
-CUSTOMER_CACHE: Final = 100_000
 
 
 async def execute(
@@ -129,12 +128,6 @@ def _folder_name(run_id: str, settings: Settings) -> str:
     shard = settings.shard
     name = f"{run_id}-{shard.label}" if shard is not None else run_id
     return f"{name}-dry-run" if settings.dry_run else name
-
-
-def _customer_refused(code: str, message: str) -> Outcome:
-    return Outcome(
-        Status.REJECTED, attempts=0, code=code, message=f"the customer upsert failed: {message}"
-    )
 
 
 def new_run_id() -> str:
@@ -248,10 +241,15 @@ class _Job:
         self._read_fraction = 0.0  # of the sources, once the chunk being planned was read
         #: Customers whose events Plain refused with not_found (for the summary).
         self.unknown_customers: set[str] = set()
-        self.customers_upserted = 0
+        #: With --upsert-customers: each customer upserted once, before its first event.
+        self.upserts = Upserts(
+            ledger,
+            run_id,
+            enabled=settings.upsert_customers,
+            stop=lambda error: self.stop.set(str(error), error.exit_code, error),
+        )
         #: Dry runs: what the ledger holds for events it would send again.
         self._ledger_status: dict[str, str] = {}
-        self._customers: dict[str, asyncio.Future[Outcome | None]] = {}
         self.failure_limit = settings.max_failures
         self._signalled = False
         #: Rows settled by earlier runs (and of those, the rejected), for --max-failures.
@@ -511,7 +509,7 @@ class _Job:
             assert self.sender is not None
             refused: dict[str, Outcome] = {}
             for event in batch:
-                outcome = await self._customer_ready(event)
+                outcome = await self.upserts.ready(event, self.sender)
                 if outcome is not None:
                     refused[event.external_id] = outcome
             claimed = self.ledger.mark_in_flight(
@@ -567,69 +565,6 @@ class _Job:
                 self.unknown_customers.add(event.customer)
             self._write_event(event, outcome)
 
-    async def _customer_ready(self, event: Event) -> Outcome | None:
-        """With --upsert-customers: upsert the event's customer once per run and ledger.
-
-        Returns None when the event may be sent, or the outcome to give it instead
-        (`rejected` when the upsert failed, `retryable` when Plain did not answer).
-        Concurrent events of one customer wait for the one upsert.
-        """
-        if not self.settings.upsert_customers or not event.customer:
-            return None
-        pending = self._customers.get(event.customer)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[Outcome | None] = asyncio.get_running_loop().create_future()
-        if len(self._customers) >= CUSTOMER_CACHE:
-            # Finished upserts only; the ledger remembers the rest.
-            self._customers = {k: f for k, f in self._customers.items() if not f.done()}
-        self._customers[event.customer] = future
-        try:
-            result = await self._upsert(event)
-        except asyncio.CancelledError:
-            del self._customers[event.customer]
-            future.cancel()
-            raise
-        except BaseException as exc:
-            del self._customers[event.customer]
-            future.set_exception(exc)
-            future.exception()  # retrieved here: waiters re-raise it themselves
-            raise
-        future.set_result(result)
-        return result
-
-    async def _upsert(self, event: Event) -> Outcome | None:
-        known = self.ledger.customers([event.customer]).get(event.customer)
-        if known is not None and known.status == Status.DELIVERED:
-            return None
-        # A customer refused in an earlier run is tried again: its rows may have changed.
-        assert self.sender is not None and event.upsert is not None
-        sent = await self.sender.upsert(event.customer, event.upsert)
-        self.ledger.record_attempts(self.run_id, sent.attempts)
-        if sent.stop is not None:
-            self.stop.set(str(sent.stop), sent.stop.exit_code, sent.stop)
-            return Outcome(
-                Status.RETRYABLE, attempts=0, code=sent.stop.code, message=str(sent.stop)
-            )
-        outcome = sent.outcome
-        record = CustomerRecord(
-            event.customer, outcome.status, outcome.plain_customer_id, outcome.code, outcome.message
-        )
-        if outcome.status == Status.DELIVERED:
-            self.customers_upserted += 1
-            self.ledger.record_customer(self.run_id, record, result=outcome.code)
-            return None
-        if outcome.status == Status.REJECTED:
-            self.ledger.record_customer(self.run_id, record)
-            return _customer_refused(outcome.code, outcome.message)
-        # Plain did not answer: the customer and its events are tried again next run.
-        return Outcome(
-            Status.RETRYABLE,
-            attempts=0,
-            code=outcome.code,
-            message=f"the customer upsert got no answer: {outcome.message}",
-        )
-
     async def _preflight(self) -> bool:
         """Check the key once, before the first event; False when the run must stop."""
         async with self._preflight_lock:
@@ -654,7 +589,13 @@ class _Job:
             )
             try:
                 workspace = await self.sender.preflight()
-                self._check_workspace(workspace)
+                settings = self.settings
+                check_access(
+                    workspace,
+                    kinds=self.spec.kinds,
+                    upsert=settings.upsert_customers,
+                    expect_workspace=settings.expect_workspace,
+                )
             except AuthError as exc:
                 self.stop.set(str(exc), ExitCode.AUTH, exc)
                 return False
@@ -667,24 +608,6 @@ class _Job:
             self.workspace = workspace
             self.notice(f"writing to workspace {workspace.name!r} ({workspace.id})")
             return True
-
-    def _check_workspace(self, workspace: Workspace) -> None:
-        expected = self.settings.expect_workspace
-        if expected and workspace.id != expected:
-            raise AuthError(
-                f"the API key writes to workspace {workspace.name!r} ({workspace.id}), not "
-                f"{expected} as --expect-workspace requires; nothing was sent"
-            )
-        needed = {PERMISSIONS[kind] for kind in self.spec.kinds}
-        if self.settings.upsert_customers:
-            needed |= set(UPSERT_PERMISSIONS)
-        missing = sorted(needed - workspace.permissions)
-        if missing:
-            raise AuthError(
-                f"the API key lacks the permission {', '.join(missing)} in workspace "
-                f"{workspace.name!r} ({workspace.id}); grant it to the key's machine user; "
-                "nothing was sent"
-            )
 
     async def _run_tasks(self, queue: asyncio.Queue[Event | None]) -> None:
         tasks = [asyncio.create_task(self._produce(queue))]
@@ -731,14 +654,7 @@ class _Job:
     def _would_send(self, event: Event) -> None:
         status = self._ledger_status.pop(event.external_id, "new")
         self.counts.add("would_send")
-        upsert = ""
-        if self.settings.upsert_customers and event.customer:
-            # The first event of a customer the ledger has not seen upserted goes after it.
-            if self.ledger.first_customer_sighting(event.customer):
-                known = self.ledger.customers([event.customer]).get(event.customer)
-                if known is None or known.status != Status.DELIVERED:
-                    upsert = event.customer
-                    self.customers_upserted += 1
+        upsert = self.upserts.would_upsert(event)
         self.results.write_would_send(event, ledger_status=status, upsert_first=upsert)
 
     def _unsent(self, event: Event) -> None:
@@ -851,7 +767,7 @@ class _Job:
             workspace_name=workspace.name if workspace else "",
             message=self.stop.reason,
             unknown_customers=len(self.unknown_customers),
-            customers_upserted=self.customers_upserted,
+            customers_upserted=self.upserts.upserted,
             dry_run=self.settings.dry_run,
             events_per_request=self.settings.events_per_request,
             events_per_request_used=(

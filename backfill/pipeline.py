@@ -42,8 +42,8 @@ from backfill.reports import ResultsWriter, RunSummary, ValidateSummary, issue_r
 from backfill.urls import display_name
 
 if TYPE_CHECKING:
-    from backfill.export import ExportSummary
-    from backfill.status import JobStatus
+    from backfill.job_export import ExportSummary
+    from backfill.job_status import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def status(settings: Settings, *, rate: Rate | None = None, runs: int = 5) -> Jo
     >>> status(resolve(ledger=".backfill/mapping.sqlite")).counts  # doctest: +SKIP
     {'delivered': 2592}
     """
-    from backfill.status import job_status
+    from backfill.job_status import job_status
 
     return job_status(
         settings.ledger.location,
@@ -259,7 +259,7 @@ def export(
     and shard merged, one row per source row. With sources in `settings`, also `left.csv`
     (rows a run would send now) and `changed.csv` (delivered rows whose payload would
     change)."""
-    from backfill.export import export_results
+    from backfill.job_export import export_results
 
     return export_results(
         settings.ledger.location,

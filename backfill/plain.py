@@ -7,12 +7,13 @@ here, so error classification is unit-tested without a network.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final, Literal
 
+from backfill.errors import AuthError
 from backfill.models import Event, EventKind, Workspace
 
 DEFAULT_API_URL: Final = "https://core-api.uk.plain.com/graphql/v1"
@@ -428,3 +429,25 @@ def _first_code(body: bytes) -> str:
 
 def _first_message(body: bytes) -> str:
     return str(_first_error(body).get("message") or "")[:300]
+
+
+def check_access(
+    workspace: Workspace, *, kinds: Iterable[EventKind], upsert: bool, expect_workspace: str = ""
+) -> None:
+    """Refuse a key that writes to another workspace than expected, or lacks a permission
+    the job needs (`AuthError`: nothing is sent)."""
+    if expect_workspace and workspace.id != expect_workspace:
+        raise AuthError(
+            f"the API key writes to workspace {workspace.name!r} ({workspace.id}), not "
+            f"{expect_workspace} as --expect-workspace requires; nothing was sent"
+        )
+    needed = {PERMISSIONS[kind] for kind in kinds}
+    if upsert:
+        needed |= set(UPSERT_PERMISSIONS)
+    missing = sorted(needed - workspace.permissions)
+    if missing:
+        raise AuthError(
+            f"the API key lacks the permission {', '.join(missing)} in workspace "
+            f"{workspace.name!r} ({workspace.id}); grant it to the key's machine user; "
+            "nothing was sent"
+        )

@@ -21,10 +21,10 @@ RSS starts at its parent's size at fork):
 
 1. the floor: a bare `sqlite3` connection, `SELECT * FROM events` streamed into
    `csv.writer(...).writerows(cursor)`: dumping the events table in its own order;
-2. `backfill.export.export_results(ledger, folder)` (what `backfill export` runs):
+2. `backfill.job_export.export_results(ledger, folder)` (what `backfill export` runs):
    results.csv and failed.csv, in externalId order, invalid rows included; rows/s over
    its rows, and its time against the floor's;
-3. `backfill.status.job_status(ledger)` (what `backfill status` runs): counts, top
+3. `backfill.job_status.job_status(ledger)` (what `backfill status` runs): counts, top
    error codes, runs and the ETA, from the ledger alone;
 4. export and status again on the N / 5 ledger: export's peak RSS must not grow with N
    (at N at most 10% over its peak at N / 5);
@@ -219,8 +219,8 @@ def role_bare(path: str, out: str) -> None:
 
 
 def role_export(path: str, out: str) -> None:
-    """Role `_export`: `backfill.export.export_results(ledger, folder)`."""
-    from backfill.export import export_results
+    """Role `_export`: `backfill.job_export.export_results(ledger, folder)`."""
+    from backfill.job_export import export_results
 
     started = time.perf_counter()
     summary = export_results(path, out)
@@ -231,8 +231,8 @@ def role_export(path: str, out: str) -> None:
 
 
 def role_status(path: str) -> None:
-    """Role `_status`: `backfill.status.job_status(ledger)`."""
-    from backfill.status import job_status
+    """Role `_status`: `backfill.job_status.job_status(ledger)`."""
+    from backfill.job_status import job_status
 
     started = time.perf_counter()
     status = job_status(path)

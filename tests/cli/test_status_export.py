@@ -300,7 +300,7 @@ def test_a_row_found_invalid_after_a_failed_send_counts_once_as_invalid(fake_pla
 
 
 def test_export_pages_give_the_same_rows_whatever_their_size(job, tmp_path, monkeypatch):
-    from backfill import export
+    from backfill import job_export as export
 
     whole = export.export_results(str(job / "ledger.sqlite"), str(tmp_path / "whole"))
     monkeypatch.setattr(export, "PAGE", 2)

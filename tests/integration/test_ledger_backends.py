@@ -271,10 +271,10 @@ async def test_rows_whose_holder_ends_during_the_wait_are_sent_by_the_run_that_w
 
 
 def test_status_and_export_read_every_status_on_both_kinds(target, tmp_path, monkeypatch):
-    from backfill import export
+    from backfill import job_export as export
     from backfill.fakeplain import FakePlain
+    from backfill.job_status import job_status
     from backfill.pipeline import run
-    from backfill.status import job_status
     from tests.conftest import sample_with_bad_rows, settings_for
 
     source = sample_with_bad_rows(tmp_path, every=25)

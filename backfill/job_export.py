@@ -19,10 +19,10 @@ from typing import IO, TYPE_CHECKING, Any, Final
 
 from backfill.config import Settings
 from backfill.errors import ConfigError
+from backfill.job_status import JobStatus, job_status, read_ledger, superseded
 from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow, Status
 from backfill.planner import Planned
 from backfill.reports import iso, result_cells
-from backfill.status import JobStatus, job_status, read_ledger, superseded
 
 if TYPE_CHECKING:
     from backfill.ledger import Ledger
