@@ -19,12 +19,32 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final, TypeAlias
+from typing import IO, Any, Final
 
 from backfill.errors import LedgerBusy, LedgerError
-from backfill.models import Attempt, Event, Invalid, LedgerEntry, Outcome, Status
+from backfill.models import (
+    Attempt,
+    CustomerRecord,
+    Event,
+    Invalid,
+    Ledger,
+    LedgerEntry,
+    Outcome,
+    RunRecord,
+    Status,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CustomerRecord",
+    "Ledger",
+    "LedgerBase",
+    "RunRecord",
+    "SqliteLedger",
+    "is_postgres_url",
+    "open_ledger",
+]
 
 SCHEMA_VERSION: Final = 4
 _LOOKUP_BATCH: Final = 500
@@ -126,28 +146,6 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX row_issues_place ON row_issues (source, position, created_at);
     """,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class CustomerRecord:
-    """A customer's upsert outcome: `delivered` (exists in Plain) or `rejected`."""
-
-    identifier: str
-    status: Status
-    plain_customer_id: str = ""
-    code: str = ""
-    message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """A run as the runs table keeps it."""
-
-    run_id: str
-    state: str
-    mapping_hash: str
-    id_rule: str
-    id_format_version: int
 
 
 class LedgerBase(ABC):
@@ -683,13 +681,6 @@ class SqliteLedger(LedgerBase):
         with self._transaction(immediate=False) as cur:
             cur.execute("INSERT OR IGNORE INTO seen_customers VALUES (?)", (identifier,))
             return cur.rowcount == 1
-
-
-if TYPE_CHECKING:
-    from backfill.ledger_pg import PostgresLedger
-
-    #: Either kind of ledger: they answer the same calls.
-    Ledger: TypeAlias = SqliteLedger | PostgresLedger
 
 
 def open_ledger(target: str, *, readonly: bool = False) -> Ledger:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 
 class Status(StrEnum):
@@ -191,10 +191,103 @@ class Counts:
         return self.by_status.get(str(status), 0)
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer's upsert outcome: `delivered` (exists in Plain) or `rejected`."""
+
+    identifier: str
+    status: Status
+    plain_customer_id: str = ""
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as the runs table keeps it."""
+
+    run_id: str
+    state: str
+    mapping_hash: str
+    id_rule: str
+    id_format_version: int
+
+
 class LedgerView(Protocol):
     """The part of the ledger the planner reads."""
 
     def lookup(self, external_ids: Iterable[str]) -> Mapping[str, LedgerEntry]: ...
+
+
+class Ledger(LedgerView, Protocol):
+    """A ledger of either kind (SQLite file, PostgreSQL database): what the job, `status`,
+    `export` and Airflow ask of it. `backfill.ledger.open_ledger` gives one."""
+
+    @property
+    def path(self) -> str:
+        """Where the ledger is, as it may be shown (a database URL's password masked)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        options: Mapping[str, Any],
+        mapping_hash: str,
+        id_rule: str,
+        id_format_version: int,
+    ) -> None: ...
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        state: str,
+        exit_code: int,
+        counts: Mapping[str, Any],
+        workspace_id: str,
+    ) -> None: ...
+
+    def heartbeat(self, run_id: str) -> None: ...
+
+    def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
+
+    def first_seen(self, rows: Sequence[tuple[str, str, str]]) -> dict[str, tuple[str, str]]: ...
+
+    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None: ...
+
+    def mark_in_flight(
+        self, run_id: str, events: Sequence[Event], *, mapping_hash: str, claim_s: float
+    ) -> set[str]: ...
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[tuple[Event, Outcome]],
+        attempts: Sequence[Attempt],
+    ) -> None: ...
+
+    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None: ...
+
+    def customers(self, identifiers: Iterable[str]) -> dict[str, CustomerRecord]: ...
+
+    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None: ...
+
+    def first_customer_sighting(self, identifier: str) -> bool: ...
+
+    def status_counts(self) -> dict[str, int]: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
 
 
 class Clock(Protocol):
