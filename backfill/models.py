@@ -287,7 +287,11 @@ class Ledger(LedgerView, Protocol):
 
     def status_counts(self) -> dict[str, int]: ...
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a read: `?` placeholders with a sequence, `:name` ones with a mapping."""
+        ...
 
 
 class Clock(Protocol):

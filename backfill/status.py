@@ -8,24 +8,18 @@ differently (their payload hash changed).
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from backfill.config import AUTO_START_RATE, Settings
-from backfill.errors import ConfigError, LedgerError
-from backfill.ledger import open_ledger
+from backfill.errors import ConfigError
+from backfill.ledger import open_ledger, queries
 from backfill.mapper import event_ids, map_row
-from backfill.models import Event, Status
+from backfill.models import Event, Ledger, Status
 from backfill.planner import Decision, Planned, plan
 from backfill.ratelimit import parse_rate
-
-if TYPE_CHECKING:
-    from backfill.ledger import Ledger
 
 #: Error codes listed, most frequent first.
 TOP_CODES: Final = 10
@@ -160,16 +154,7 @@ class read_ledger:  # noqa: N801 - used as a function
         self.ledger: Ledger | None = None
 
     def __enter__(self) -> Ledger:
-        from backfill.config import is_url
-        from backfill.ledger import is_postgres_url
-
-        if not is_postgres_url(self.target):
-            from pathlib import Path
-
-            file = re.sub(r"^sqlite(?:\+\w+)?:///", "", self.target)
-            if not is_url(file) and not Path(file).is_file():
-                raise LedgerError(f"no ledger at {file}: give --ledger (a run's ledger)")
-        self.ledger = open_ledger(self.target, readonly=True)
+        self.ledger = open_ledger(self.target, readonly=True, must_exist=True)
         return self.ledger
 
     def __exit__(self, *exc: object) -> None:
@@ -180,81 +165,41 @@ class read_ledger:  # noqa: N801 - used as a function
 def issue_aware_counts(ledger: Ledger) -> dict[str, int]:
     """Rows per status: the events, and the rows that never became one (invalid,
     duplicate_in_source) as the latest run that read them found them."""
-    counts = Counter(ledger.status_counts())
-    counts.subtract(superseded(ledger).values())
-    for status, n in ledger.query(
-        f"SELECT status, COUNT(*) FROM ({LATEST_ISSUES}) AS latest GROUP BY status"
-    ):
-        counts[str(status)] += int(n)
-    return dict(sorted(((s, n) for s, n in counts.items() if n > 0), key=lambda kv: -kv[1]))
-
-
-#: Each source row's latest issue, unless the row has become an event since. Joins, not
-#: correlated subqueries: a ledger of an older version, opened read-only, may lack the
-#: indexes on places (schema version 4), and the database then hashes instead.
-LATEST_ISSUES: Final = (
-    "SELECT i.run_id, i.external_id, i.status, i.source, i.position, i.column_name,"
-    " i.code, i.message, i.created_at FROM row_issues i"
-    " JOIN (SELECT source, position, MAX(created_at) AS latest FROM row_issues"
-    " GROUP BY source, position) l ON l.source = i.source AND l.position = i.position"
-    " AND l.latest = i.created_at"
-    " LEFT JOIN events e ON e.source = i.source AND e.position = i.position"
-    " AND e.updated_at > i.created_at"
-    " AND (i.status <> 'duplicate_in_source' OR e.external_id <> i.external_id)"
-    " WHERE e.external_id IS NULL"
-)
-#: Events not delivered whose row a later run found invalid: the row's word now is
-#: `invalid` (a re-run maps it again rather than sending the event). Delivered events
-#: always count: they are in Plain.
-SUPERSEDED: Final = (
-    "SELECT e.external_id, e.status FROM events e"
-    f" JOIN ({LATEST_ISSUES}) AS i ON i.source = e.source AND i.position = e.position"
-    " AND i.created_at > e.updated_at AND i.status = 'invalid'"
-    " WHERE e.status IN ('rejected', 'retryable', 'in_flight')"
-)
+    return queries.row_counts(ledger)
 
 
 def superseded(ledger: Ledger) -> dict[str, str]:
-    """The events `SUPERSEDED` leaves out, with their status."""
-    return {str(ext_id): str(status) for ext_id, status in ledger.query(SUPERSEDED)}
+    """Events not delivered whose row a later run found invalid, with their status: the
+    row's word now is `invalid` (see `backfill.ledger.queries.SUPERSEDED`)."""
+    return queries.superseded(ledger)
 
 
 def top_codes(ledger: Ledger, limit: int = TOP_CODES) -> list[CodeCount]:
     """The commonest error codes among rows not delivered, with a sample message each."""
-    rows = ledger.query(
-        "SELECT code, status, COUNT(*), MIN(message) FROM events"
-        " WHERE status IN ('rejected', 'retryable', 'in_flight') AND code IS NOT NULL"
-        " AND code <> '' GROUP BY code, status"
-    ) + ledger.query(
-        f"SELECT code, status, COUNT(*), MIN(message) FROM ({LATEST_ISSUES}) AS latest"
-        " WHERE status = 'invalid' GROUP BY code, status"
-    )
-    codes = [CodeCount(str(c), str(s), int(n), str(m or "")) for c, s, n, m in rows]
+    codes = [CodeCount(*row) for row in queries.error_codes(ledger)]
     return sorted(codes, key=lambda c: (-c.rows, c.code))[:limit]
 
 
 def run_lines(ledger: Ledger, limit: int) -> list[RunLine]:
     """The last `limit` runs, newest first, with what each delivered and how fast."""
-    delivered = dict(
-        ledger.query(
-            "SELECT delivered_by, COUNT(*) FROM events WHERE delivered_by IS NOT NULL"
-            " GROUP BY delivered_by"
-        )
-    )
-    rows = ledger.query(
-        "SELECT run_id, state, started_at, ended_at, heartbeat_at, exit_code, options FROM runs"
-        " ORDER BY started_at DESC LIMIT ?",
-        (limit,),
-    )
     now = time.time()
     lines = []
-    for run_id, state, started, ended, beat, exit_code, options in rows:
-        n = int(delivered.get(run_id, 0))
-        until = ended or (beat if state != "running" else now) or now
-        elapsed = max(float(until) - float(started), 1e-3)
-        shard = str(json.loads(options or "{}").get("shard") or "")
+    for run in queries.recent_runs(ledger, limit):
+        until = run.ended_at or (run.heartbeat_at if run.state != "running" else now) or now
+        elapsed = max(float(until) - float(run.started_at), 1e-3)
+        speed = round(run.delivered / elapsed, 2)
+        shard = str(run.options.get("shard") or "")
         lines.append(
-            RunLine(run_id, state, started, ended, exit_code, n, round(n / elapsed, 2), shard)
+            RunLine(
+                run.run_id,
+                run.state,
+                run.started_at,
+                run.ended_at,
+                run.exit_code,
+                run.delivered,
+                speed,
+                shard,
+            )
         )
     return lines
 
@@ -270,8 +215,7 @@ def _eta_rate(ledger: Ledger, rate: str, lines: Sequence[RunLine]) -> tuple[floa
             return parse_rate(rate), f"--rate {rate}"
         except ValueError as exc:
             raise ConfigError(f"--rate: {exc}") from None
-    rows = ledger.query("SELECT options FROM runs ORDER BY started_at DESC LIMIT 1")
-    given = str(json.loads(rows[0][0] or "{}").get("rate") or "") if rows else ""
+    given = str(queries.last_run_options(ledger).get("rate") or "")
     if given and not rate and not _is_auto(given):
         return parse_rate(given), f"the last run's --rate {given}"
     measured = _measured_pace(lines)
