@@ -18,11 +18,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Protocol, Self, TypeAlias
+from typing import Any, ClassVar, Final, Protocol, Self
 
 from backfill.errors import LedgerError
 from backfill.ledger.schema import MIGRATIONS, SCHEMA_VERSION, split_statements
-from backfill.ledger.statements import CLAIMABLE, Statements
+from backfill.ledger.statements import CLAIMABLE, Params, Statement, Statements
 from backfill.models import (
     Attempt,
     CustomerRecord,
@@ -39,9 +39,6 @@ from backfill.models import (
 STALE_AFTER_S: Final = 60.0
 _STATUSES: Final = {str(status): status for status in Status}
 
-#: A statement's parameters: a mapping for `:name` placeholders, a sequence for `?` ones.
-Params: TypeAlias = Mapping[str, Any] | Sequence[Any]
-
 
 class Cursor(Protocol):
     """What the ledger asks of a DB-API cursor (sqlite3's, psycopg's)."""
@@ -52,7 +49,7 @@ class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
 
-    # The SQL is the ledger's own (`Statements`), never text from outside.
+    # `Any`: psycopg types its SQL as a literal string; the ledger's is built at run time.
     def execute(self, query: Any, params: Any = ..., /) -> object: ...
 
     def executemany(self, query: Any, params_seq: Any, /) -> object: ...
@@ -75,15 +72,15 @@ class Transaction:
     def __init__(self, cursor: Cursor) -> None:
         self._cursor = cursor
 
-    def execute(self, sql: str, params: Params = ()) -> Result:
+    def execute(self, statement: Statement, params: Params = ()) -> Result:
         cur = self._cursor
-        cur.execute(sql, params)
+        cur.execute(statement.text, statement.bind(params))
         if cur.description is None:  # it gives no rows
             return Result([], [], cur.rowcount)
         return Result([d[0] for d in cur.description], cur.fetchall(), cur.rowcount)
 
-    def execute_many(self, sql: str, rows: Sequence[Params]) -> None:
-        self._cursor.executemany(sql, rows)
+    def execute_many(self, statement: Statement, rows: Sequence[Params]) -> None:
+        self._cursor.executemany(statement.text, [statement.bind(row) for row in rows])
 
 
 class LedgerBase(ABC):
@@ -126,13 +123,13 @@ class LedgerBase(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _execute(self, sql: str, params: Params = ()) -> Result:
+    def _execute(self, statement: Statement, params: Params = ()) -> Result:
         with self._statement() as tx:
-            return tx.execute(sql, params)
+            return tx.execute(statement, params)
 
-    def _unpacked(self, sql: str, params: Params) -> list[Sequence[Any]]:
+    def _unpacked(self, statement: Statement, params: Params) -> list[Sequence[Any]]:
         """The rows of a `Dialect.packed` select."""
-        return self.sql.dialect.unpack(self._execute(sql, params).rows)
+        return self.sql.dialect.unpack(self._execute(statement, params).rows)
 
     # --- schema --------------------------------------------------------------------
 
@@ -156,8 +153,9 @@ class LedgerBase(ABC):
 
     def _upgrade(self, tx: Transaction, version: int) -> None:
         """Migrate from `version` to the next one, in the caller's transaction."""
-        for statement in split_statements(self.sql.dialect.ddl(MIGRATIONS[version])):
-            tx.execute(statement)
+        dialect = self.sql.dialect
+        for statement in split_statements(dialect.ddl(MIGRATIONS[version])):
+            tx.execute(dialect.statement(statement))
         tx.execute(self.sql.clear_schema_version)
         tx.execute(self.sql.set_schema_version, {"version": version + 1})
 
@@ -305,26 +303,33 @@ class LedgerBase(ABC):
             (e.external_id, str(e.kind), e.source, e.position, e.timestamp, e.payload_hash)
             for e in ordered
         ]
-        params = {
+        dialect = self.sql.dialect
+        common = {
             "run_id": run_id,
             "mapping_hash": mapping_hash,
             "claim_s": claim_s,
             "now": time.time(),
-            "claimable": self.sql.dialect.bind_list(CLAIMABLE),
-            **self.sql.dialect.bind_rows("rows", rows, 6),
+            "claimable": dialect.bind_list(CLAIMABLE),
         }
-        return self._claim(run_id, params)
+        batch = [{**common, **params} for params in dialect.bind_batch("rows", rows, 6)]
+        taken = self._claim(run_id, batch)
+        return taken if dialect.concurrent else {e.external_id for e in events}
 
-    def _claim(self, run_id: str, params: Mapping[str, Any]) -> set[str]:
+    def _claim(self, run_id: str, batch: Sequence[Mapping[str, Any]]) -> set[str]:
         with self._transaction() as tx:
-            return self._claim_in(tx, run_id, params)
+            return self._claim_in(tx, run_id, batch)
 
-    def _claim_in(self, tx: Transaction, run_id: str, params: Mapping[str, Any]) -> set[str]:
-        if self.sql.dialect.concurrent:
-            state = tx.execute(self.sql.run_state, {"run_id": run_id}).rows
-            if not state or state[0][0] != "running":
-                raise _taken_for_dead(run_id)
-        return {row[0] for row in tx.execute(self.sql.claim, params).rows}
+    def _claim_in(
+        self, tx: Transaction, run_id: str, batch: Sequence[Mapping[str, Any]]
+    ) -> set[str]:
+        """Claim the batch's rows; where runs share the ledger, say which this run got."""
+        if not self.sql.dialect.concurrent:
+            tx.execute_many(self.sql.claim, batch)
+            return set()
+        state = tx.execute(self.sql.run_state, {"run_id": run_id}).rows
+        if not state or state[0][0] != "running":
+            raise _taken_for_dead(run_id)
+        return {row[0] for params in batch for row in tx.execute(self.sql.claim, params).rows}
 
     def record_outcomes(
         self,
@@ -411,8 +416,10 @@ class LedgerBase(ABC):
         [(2400,)]
         """
         dialect = self.sql.dialect
-        text = dialect.render(sql) if isinstance(params, Mapping) else dialect.positional(sql)
-        return self._execute(text, params).rows
+        mapped = isinstance(params, Mapping)
+        return self._execute(
+            dialect.statement(sql) if mapped else dialect.positional(sql), params
+        ).rows
 
 
 def _attempt(run_id: str, a: Attempt) -> dict[str, Any]:

@@ -8,7 +8,7 @@ that imports psycopg, an extra.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, ClassVar, Final
 
@@ -25,7 +25,7 @@ from backfill.ledger.targets import POSTGRES_URL
 _CLAIM_TRIES: Final = 3
 #: Migrations of concurrent runs wait for each other on this advisory lock.
 _MIGRATION_LOCK: Final = 0x706C61696E  # "plain"
-_LOCK_MIGRATIONS: Final = POSTGRES.render("SELECT pg_advisory_xact_lock(:key)")
+_LOCK_MIGRATIONS: Final = POSTGRES.statement("SELECT pg_advisory_xact_lock(:key)")
 
 
 def conninfo(url: str) -> str:
@@ -112,11 +112,11 @@ class PostgresLedger(LedgerBase):
             except psycopg.Error as exc:
                 raise self._failed(exc) from None
 
-    def _claim(self, run_id: str, params: Mapping[str, Any]) -> set[str]:
+    def _claim(self, run_id: str, batch: Sequence[Mapping[str, Any]]) -> set[str]:
         for tries_left in range(_CLAIM_TRIES - 1, -1, -1):
             try:
                 with self._transaction(reraise=True) as tx:
-                    return self._claim_in(tx, run_id, params)
+                    return self._claim_in(tx, run_id, batch)
             except psycopg.errors.DeadlockDetected as exc:
                 if not tries_left:
                     raise self._failed(exc) from None

@@ -10,27 +10,62 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from operator import itemgetter
+from typing import Any, Final, TypeAlias
 
 from backfill.ledger.schema import postgres_ddl
 
 #: A `:name` placeholder (not PostgreSQL's `::type` cast).
 _NAMED: Final = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
+#: A statement's parameters: a mapping for `:name` placeholders, a sequence for `?` ones.
+Params: TypeAlias = Mapping[str, Any] | Sequence[Any]
+
+
+class Statement:
+    """A statement in one dialect's words, and how its parameters reach the driver."""
+
+    __slots__ = ("text", "_values")
+
+    def __init__(self, text: str, names: Sequence[str] | None = None) -> None:
+        self.text = text
+        # Positional (SQLite's `?1`, `?2`...): sqlite3 binds a tuple faster than it looks
+        # names up in a mapping, a difference the ledger's writes feel row by row.
+        self._values: Callable[[Any], tuple[Any, ...]] | None
+        if names is None:
+            self._values = None
+        elif not names:
+            self._values = lambda params: ()
+        elif len(names) == 1:
+            (name,) = names
+            self._values = lambda params: (params[name],)
+        else:
+            self._values = itemgetter(*names)
+
+    def bind(self, params: Params) -> Params:
+        """The parameters as the driver takes them for this text."""
+        return params if self._values is None else self._values(params)
+
+    def __repr__(self) -> str:
+        return f"Statement({self.text!r})"
+
 
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """What one database says differently from the other; the rest of the SQL is shared."""
 
-    name: str
     #: Placeholders as psycopg takes them (`%(name)s`, `%s`) rather than sqlite3 (`:name`, `?`).
     pyformat: bool
     #: Lists go in, and rows come out, as one JSON text: SQLite then lets go of the GIL once
     #: per chunk, not once per row, so a worker thread's lookups overlap the caller's work.
     #: Otherwise as arrays and rows.
     json_lists: bool
+    #: A batch of rows to write goes in one execution a row (SQLite: sqlite3 binds a row
+    #: of VALUES faster than SQLite reads rows out of JSON or a SELECT) rather than as
+    #: arrays in one execution (PostgreSQL: a round trip a row would cost more).
+    row_by_row: bool
     #: The clock of runs and claims, in epoch seconds. SQLite's is the writer's (bound as
     #: `:now`); PostgreSQL's is the server's: the workers' clocks may disagree, its is one.
     clock: str
@@ -48,19 +83,26 @@ class Dialect:
     #: A migration of the schema (written in SQLite's words) in this dialect's words.
     ddl: Callable[[str], str]
 
-    def render(self, sql: str) -> str:
-        """`sql` with its `:name` placeholders in this dialect's style.
+    def statement(self, sql: str) -> Statement:
+        """`sql`, with `:name` placeholders, in this dialect's words.
 
-        >>> POSTGRES.render("SELECT 1 WHERE a = :a AND b::text LIKE 'x%'")
-        "SELECT 1 WHERE a = %(a)s AND b::text LIKE 'x%%'"
+        >>> POSTGRES.statement("SELECT 1 WHERE a = :a AND b::text LIKE 'x%'")
+        Statement("SELECT 1 WHERE a = %(a)s AND b::text LIKE 'x%%'")
+        >>> SQLITE.statement("SELECT 1 WHERE a = :a OR b = :b OR :a IS NULL")
+        Statement('SELECT 1 WHERE a = ?1 OR b = ?2 OR ?1 IS NULL')
         """
-        if not self.pyformat:
-            return sql
-        return _NAMED.sub(r"%(\1)s", sql.replace("%", "%%"))
+        if self.pyformat:
+            return Statement(_NAMED.sub(r"%(\1)s", sql.replace("%", "%%")))
+        names: dict[str, str] = {}
 
-    def positional(self, sql: str) -> str:
-        """`sql` with `?` placeholders in this dialect's style (reports' and tests' reads)."""
-        return sql.replace("?", "%s") if self.pyformat else sql
+        def numbered(found: re.Match[str]) -> str:
+            return names.setdefault(found.group(1), f"?{len(names) + 1}")
+
+        return Statement(_NAMED.sub(numbered, sql), tuple(names))
+
+    def positional(self, sql: str) -> Statement:
+        """`sql`, with `?` placeholders, in this dialect's words (reports' and tests' reads)."""
+        return Statement(sql.replace("?", "%s") if self.pyformat else sql)
 
     def any_of(self, name: str) -> str:
         """The test "is in the list bound as `name`" (bind it with `bind_list`)."""
@@ -88,6 +130,29 @@ class Dialect:
             return {name: json.dumps(rows)}
         return {f"{name}_{i}": [row[i] for row in rows] for i in range(width)}
 
+    def batch(self, name: str, types: Sequence[str], values: str) -> str:
+        """Where an INSERT takes the rows of a batch bound as `name` (with `bind_batch`):
+        `values` is the row to insert, with `{0}`, `{1}`... for the batch's columns.
+
+        >>> SQLITE.batch("rows", ("text", "int"), "{0}, 'new', {1} + 1")
+        "VALUES (:rows_0, 'new', :rows_1 + 1)"
+        >>> POSTGRES.batch("rows", ("text", "int"), "{0}, 'new', {1} + 1")
+        "SELECT c0, 'new', c1 + 1 FROM unnest(:rows_0::text[], :rows_1::int[]) AS n(c0, c1)"
+        """
+        if self.row_by_row:
+            return f"VALUES ({values.format(*(f':{name}_{i}' for i in range(len(types))))})"
+        columns = (f"c{i}" for i in range(len(types)))
+        return f"SELECT {values.format(*columns)} FROM {self.rows(name, *types)}"
+
+    def bind_batch(
+        self, name: str, rows: Sequence[Sequence[Any]], width: int
+    ) -> list[dict[str, Any]]:
+        """The parameter sets of a `batch`: one a row, or one for them all."""
+        if self.row_by_row:
+            keys = [f"{name}_{i}" for i in range(width)]
+            return [dict(zip(keys, row, strict=True)) for row in rows]
+        return [self.bind_rows(name, rows, width)]
+
     def packed(self, columns: str) -> str:
         """A select list that gives `columns` of every row (read back with `unpack`)."""
         return f"json_group_array(json_array({columns}))" if self.json_lists else columns
@@ -97,9 +162,9 @@ class Dialect:
 
 
 SQLITE: Final = Dialect(
-    name="sqlite",
     pyformat=False,
     json_lists=True,
+    row_by_row=True,
     clock=":now",
     concurrent=False,
     int64="INTEGER",
@@ -111,9 +176,9 @@ SQLITE: Final = Dialect(
 )
 
 POSTGRES: Final = Dialect(
-    name="postgres",
     pyformat=True,
     json_lists=False,
+    row_by_row=False,
     clock="extract(epoch FROM clock_timestamp())",
     concurrent=True,
     int64="BIGINT",
@@ -144,7 +209,7 @@ class Statements:
 
     def __init__(self, d: Dialect) -> None:
         self.dialect = d
-        r = d.render
+        r = d.statement
         clock = d.clock
         # Rows a run holds, in one order, locked: its heartbeat and its end take them so.
         lock = " FOR UPDATE" if d.concurrent else ""
@@ -153,17 +218,17 @@ class Statements:
         )
 
         # --- schema ----------------------------------------------------------------
-        self.has_schema_version = d.has_schema_version
-        self.schema_version = "SELECT version FROM schema_version"
-        self.clear_schema_version = "DELETE FROM schema_version"
+        self.has_schema_version = r(d.has_schema_version)
+        self.schema_version = r("SELECT version FROM schema_version")
+        self.clear_schema_version = r("DELETE FROM schema_version")
         self.set_schema_version = r("INSERT INTO schema_version VALUES (:version)")
         # The ids seen in this run: on disk, not an unbounded set in memory. Keyed by the
         # id's hash (a rowid in SQLite: inserting text keys cost twice as much).
-        self.create_seen = (
+        self.create_seen = r(
             f"CREATE TEMP TABLE seen (h {d.int64} PRIMARY KEY, crc {d.int64} NOT NULL,"
             " source INTEGER NOT NULL, position TEXT NOT NULL)"
         )
-        self.create_seen_customers = (
+        self.create_seen_customers = r(
             f"CREATE TEMP TABLE seen_customers (identifier TEXT PRIMARY KEY){d.keyed_by_text}"
         )
 
@@ -197,13 +262,16 @@ class Statements:
         )
         live = " AND state = 'running'" if d.concurrent else ""
         self.heartbeat = r(f"UPDATE runs SET heartbeat_at = {clock} WHERE run_id = :run_id{live}")
+        # Where runs share the ledger, a claim holds its run's row until it commits, so
+        # that the run is not taken for dead meanwhile.
         self.run_state = r(
             "SELECT state FROM runs WHERE run_id = :run_id" + (" FOR SHARE" if d.concurrent else "")
         )
 
         # --- claims ----------------------------------------------------------------
-        self.release_claims = "UPDATE events SET claimed_by = NULL, claimed_until = NULL"
-        self.release_held = r(f"{self.release_claims} WHERE external_id IN ({held})")
+        release_all = "UPDATE events SET claimed_by = NULL, claimed_until = NULL"
+        self.release_claims = r(release_all)
+        self.release_held = r(f"{release_all} WHERE external_id IN ({held})")
         self.renew_held = r(
             f"UPDATE events SET claimed_until = {clock} + :claim_s WHERE external_id IN ({held})"
         )
@@ -218,22 +286,25 @@ class Statements:
             if d.concurrent
             else ""
         )
-        # One statement claims a batch: new rows are inserted, known ones taken.
+        # Where one process holds the ledger, it takes every row: no need to say which.
+        returning = " RETURNING external_id" if d.concurrent else ""
+        # A batch is claimed at once: new rows are inserted, known ones taken.
+        claimed = (
+            "{0}, 'in_flight', {1}, {2}, {3}, {4}, {5}, :mapping_hash, :run_id, :run_id,"
+            f" {clock} + :claim_s, :now, :now, :now"
+        )
         self.claim = r(
             "INSERT INTO events AS e (external_id, status, kind, source, position,"
             " event_timestamp, payload_hash, mapping_hash, run_id, claimed_by, claimed_until,"
             " created_at, updated_at, sent_at)"
-            f" SELECT c0, 'in_flight', c1, c2, c3, c4, c5, :mapping_hash, :run_id, :run_id,"
-            f" {clock} + :claim_s, :now, :now, :now"
-            f" FROM {d.rows('rows', *['text'] * 6)} WHERE true"
+            f" {d.batch('rows', ('text',) * 6, claimed)}"
             " ON CONFLICT (external_id) DO UPDATE SET status = 'in_flight',"
             " source = excluded.source, position = excluded.position,"
             " event_timestamp = excluded.event_timestamp,"
             " payload_hash = excluded.payload_hash, mapping_hash = excluded.mapping_hash,"
             " run_id = excluded.run_id, claimed_by = excluded.claimed_by,"
             " claimed_until = excluded.claimed_until, updated_at = excluded.updated_at,"
-            f" sent_at = excluded.sent_at{guard}"
-            " RETURNING external_id"
+            f" sent_at = excluded.sent_at{guard}{returning}"
         )
         # A claim another run took since (this one's had lapsed) stays its own.
         release = (
@@ -285,6 +356,7 @@ class Statements:
         self.customers = r(
             f"SELECT {d.packed(_CUSTOMER)} FROM customers WHERE identifier {d.any_of('ids')}"
         )
+        # `WHERE true`: SQLite's parser wants a WHERE between a SELECT and ON CONFLICT.
         self.see = r(
             "INSERT INTO seen (h, crc, source, position) SELECT c0, c1, c2, c3"
             f" FROM {d.rows('rows', 'bigint', 'bigint', 'int', 'text')} WHERE true"
@@ -298,5 +370,5 @@ class Statements:
         )
 
         # --- reading -----------------------------------------------------------------
-        self.status_counts = "SELECT status, COUNT(*) FROM events GROUP BY status"
+        self.status_counts = r("SELECT status, COUNT(*) FROM events GROUP BY status")
         self.event = r("SELECT * FROM events WHERE external_id = :external_id")
