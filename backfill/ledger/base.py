@@ -80,7 +80,7 @@ class Transaction:
         return Result([d[0] for d in cur.description], cur.fetchall(), cur.rowcount)
 
     def execute_many(self, statement: Statement, rows: Sequence[Params]) -> None:
-        self._cursor.executemany(statement.text, [statement.bind(row) for row in rows])
+        self._cursor.executemany(statement.text, statement.bind_each(rows))
 
 
 class LedgerBase(ABC):
@@ -297,13 +297,14 @@ class LedgerBase(ABC):
         """
         if not events:
             return set()
-        # Rows are locked in one order by every run, so that two claims do not deadlock.
-        ordered = sorted(events, key=lambda e: e.external_id)
+        dialect = self.sql.dialect
+        # Where runs share the ledger, every run locks rows in one order, so that two
+        # claims do not deadlock.
+        ordered = sorted(events, key=lambda e: e.external_id) if dialect.concurrent else events
         rows = [
             (e.external_id, str(e.kind), e.source, e.position, e.timestamp, e.payload_hash)
             for e in ordered
         ]
-        dialect = self.sql.dialect
         common = {
             "run_id": run_id,
             "mapping_hash": mapping_hash,
@@ -311,8 +312,7 @@ class LedgerBase(ABC):
             "now": time.time(),
             "claimable": dialect.bind_list(CLAIMABLE),
         }
-        batch = [{**common, **params} for params in dialect.bind_batch("rows", rows, 6)]
-        taken = self._claim(run_id, batch)
+        taken = self._claim(run_id, dialect.bind_batch("rows", rows, 6, common))
         return taken if dialect.concurrent else {e.external_id for e in events}
 
     def _claim(self, run_id: str, batch: Sequence[Mapping[str, Any]]) -> set[str]:

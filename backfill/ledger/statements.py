@@ -48,6 +48,10 @@ class Statement:
         """The parameters as the driver takes them for this text."""
         return params if self._values is None else self._values(params)
 
+    def bind_each(self, rows: Iterable[Params]) -> Iterable[Params]:
+        """`bind` of every parameter set of an `executemany`."""
+        return rows if self._values is None else map(self._values, rows)
+
     def __repr__(self) -> str:
         return f"Statement({self.text!r})"
 
@@ -145,13 +149,14 @@ class Dialect:
         return f"SELECT {values.format(*columns)} FROM {self.rows(name, *types)}"
 
     def bind_batch(
-        self, name: str, rows: Sequence[Sequence[Any]], width: int
+        self, name: str, rows: Sequence[Sequence[Any]], width: int, common: Mapping[str, Any]
     ) -> list[dict[str, Any]]:
-        """The parameter sets of a `batch`: one a row, or one for them all."""
+        """The parameter sets of a `batch`, each with the `common` parameters: one a row,
+        or one for them all."""
         if self.row_by_row:
             keys = [f"{name}_{i}" for i in range(width)]
-            return [dict(zip(keys, row, strict=True)) for row in rows]
-        return [self.bind_rows(name, rows, width)]
+            return [dict(zip(keys, row, strict=True), **common) for row in rows]
+        return [{**common, **self.bind_rows(name, rows, width)}]
 
     def packed(self, columns: str) -> str:
         """A select list that gives `columns` of every row (read back with `unpack`)."""
