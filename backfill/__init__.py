@@ -26,9 +26,8 @@ from backfill.errors import (
     Transient,
 )
 from backfill.job_export import ExportSummary
-from backfill.job_status import JobStatus
 from backfill.mapping import MappingSpec, load_mapping
-from backfill.models import RESULT_COLUMNS, Progress, Status
+from backfill.models import RESULT_COLUMNS, JobStatus, Progress, Status
 from backfill.pipeline import arun, export, preview, run, status, validate
 from backfill.reports import RunSummary, ValidateSummary
 

@@ -101,7 +101,7 @@ async def execute(
     if settings.upsert_customers:
         check_upsert(spec)
     # A dry run reads the ledger as it is and never creates or changes it.
-    ledger = open_ledger(settings.ledger.location, readonly=dry_run)
+    ledger = open_ledger(settings.ledger, readonly=dry_run)
     try:
         _check_id_rule(ledger, spec, allow_change=settings.allow_id_change, record=not dry_run)
         run_id = new_run_id()

@@ -15,17 +15,15 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Final
+from typing import IO, Any, Final
 
-from backfill.config import Settings
+from backfill.config import LedgerTarget, Rate, Settings
 from backfill.errors import ConfigError
-from backfill.job_status import JobStatus, job_status, read_ledger, superseded
-from backfill.models import FAILED, RESULT_COLUMNS, Event, ResultRow, Status
+from backfill.job_status import job_status, read_ledger
+from backfill.ledger import queries
+from backfill.models import FAILED, RESULT_COLUMNS, Event, JobStatus, Ledger, ResultRow, Status
 from backfill.planner import Planned
 from backfill.reports import iso, result_cells
-
-if TYPE_CHECKING:
-    from backfill.ledger import Ledger
 
 #: Events read from the ledger per query (keyset pages: memory stays flat).
 PAGE: Final = 5_000
@@ -49,12 +47,12 @@ class ExportSummary:
 
 
 def export_results(
-    ledger: str,
+    ledger: LedgerTarget | str,
     folder: str,
     *,
     statuses: Sequence[str] = (),
     settings: Settings | None = None,
-    rate: str = "",
+    rate: Rate | None = None,
 ) -> ExportSummary:
     """Write the job's result CSVs into `folder` (all rows, or those with `statuses`).
 
@@ -127,7 +125,7 @@ class _Csv:
 def _rows(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
     """Every event in externalId order, then every row that never became one."""
     if wanted & {str(s) for s in Status if s not in (Status.INVALID, Status.DUPLICATE_IN_SOURCE)}:
-        yield from _events(ledger, wanted, frozenset(superseded(ledger)))
+        yield from _events(ledger, wanted, frozenset(queries.superseded(ledger)))
     if wanted & {"invalid", "duplicate_in_source"}:
         yield from _issues(ledger, wanted)
 
@@ -140,12 +138,7 @@ def _events(
     `left_out`: events whose row a later run found invalid (its issue row stands for it)."""
     after = ""
     while True:
-        page = ledger.query(
-            "SELECT external_id, COALESCE(delivered_by, run_id), status, plain_event_id, source,"
-            " position, code, message, event_timestamp, attempts, sent_at, answered_at,"
-            " latency_ms FROM events WHERE external_id > ? ORDER BY external_id LIMIT ?",
-            (after, PAGE),
-        )
+        page = queries.events_page(ledger, after, PAGE)
         for ext_id, run_id, status, event_id, source, position, code, message, *rest in page:
             if status not in wanted or ext_id in left_out:
                 continue
@@ -172,27 +165,11 @@ def _events(
         after = str(page[-1][0])
 
 
-#: A page of source rows that never became an event, each at its latest issue, in place
-#: order after a given place; `superseded` is 1 when the row has become an event since.
-ISSUES_PAGE: Final = (
-    "SELECT i.run_id, i.external_id, i.status, i.source, i.position, i.column_name, i.code,"
-    " i.message, CASE WHEN EXISTS (SELECT 1 FROM events e WHERE e.source = i.source"
-    " AND e.position = i.position AND e.updated_at > i.created_at"
-    " AND (i.status <> 'duplicate_in_source' OR e.external_id <> i.external_id))"
-    " THEN 1 ELSE 0 END AS superseded"
-    " FROM (SELECT source, position, MAX(created_at) AS latest FROM row_issues"
-    " WHERE source > ? OR (source = ? AND position > ?)"
-    " GROUP BY source, position ORDER BY source, position LIMIT ?) AS l"
-    " JOIN row_issues i ON i.source = l.source AND i.position = l.position"
-    " AND i.created_at = l.latest ORDER BY i.source, i.position"
-)
-
-
 def _issues(ledger: Ledger, wanted: frozenset[str]) -> Iterator[ResultRow]:
     """Rows that never became an event, in pages of places (memory stays flat)."""
     after = ("", "")
     while True:
-        page = ledger.query(ISSUES_PAGE, (after[0], after[0], after[1], PAGE))
+        page = queries.issues_page(ledger, after, PAGE)
         places = set()
         for run_id, ext_id, status, source, position, column, code, message, gone in page:
             place = (str(source), str(position))

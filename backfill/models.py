@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 
 class Status(StrEnum):
@@ -192,6 +192,28 @@ class Counts:
 
 
 @dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer's upsert outcome: `delivered` (exists in Plain) or `rejected`."""
+
+    identifier: str
+    status: Status
+    plain_customer_id: str = ""
+    code: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as the runs table keeps it."""
+
+    run_id: str
+    state: str
+    mapping_hash: str
+    id_rule: str
+    id_format_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     """A snapshot of a running job, for progress bars and log lines."""
 
@@ -217,6 +239,87 @@ class Progress:
         return max(0, self.estimated_rows - self.settled) * self.elapsed_s / self.settled
 
 
+@dataclass(frozen=True, slots=True)
+class CodeCount:
+    """An error code, how many rows have it now, and one of their messages."""
+
+    code: str
+    status: str
+    rows: int
+    sample: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunLine:
+    """A run as `status` lists it."""
+
+    run_id: str
+    state: str
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    delivered: int
+    #: Events this run delivered per second of its duration (until now, if still running).
+    events_per_s: float
+    shard: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The sources checked against the ledger: what a run would do now."""
+
+    rows: int
+    #: Rows a run would send: new ones, and retryable, in_flight or once-invalid ones.
+    to_send: int
+    new: int
+    invalid: int
+    duplicates: int
+    #: Delivered rows whose current mapping would send another payload (not sent again).
+    changed: int
+    #: Their externalIds, up to `CHANGED_KEPT` of them (`export` writes them all).
+    changed_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """`backfill status`: the ledger's counts, errors, runs, and what is left."""
+
+    ledger: str
+    counts: dict[str, int]
+    codes: list[CodeCount]
+    runs: list[RunLine]
+    #: Rows a plain re-run sends again, as the ledger knows them (retryable, in_flight).
+    unsettled: int
+    #: What the ETA assumes: events per second.
+    rate_per_s: float
+    rate_from: str
+    pending: Pending | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def left(self) -> int:
+        """Rows left to send: from the sources when given, else as the ledger knows them."""
+        return self.pending.to_send if self.pending is not None else self.unsettled
+
+    @property
+    def eta_s(self) -> float | None:
+        return self.left / self.rate_per_s if self.rate_per_s > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ledger": self.ledger,
+            "counts": self.counts,
+            "codes": [asdict(code) for code in self.codes],
+            "runs": [asdict(run) for run in self.runs],
+            "unsettled": self.unsettled,
+            "left": self.left,
+            "rate_per_s": self.rate_per_s,
+            "rate_from": self.rate_from,
+            "eta_s": self.eta_s,
+            "pending": asdict(self.pending) if self.pending is not None else None,
+        }
+
+
 ProgressCallback = Callable[[Progress], None]
 NoticeCallback = Callable[[str], None]
 
@@ -229,6 +332,77 @@ class LedgerView(Protocol):
         ...
 
     def lookup(self, external_ids: Iterable[str]) -> dict[str, LedgerEntry]: ...
+
+
+class Ledger(LedgerView, Protocol):
+    """A ledger of either kind (SQLite file, PostgreSQL database): what the job, `status`,
+    `export` and Airflow ask of it. `backfill.ledger.open_ledger` gives one."""
+
+    @property
+    def path(self) -> str:
+        """Where the ledger is, as it may be shown (a database URL's password masked)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def start_run(
+        self,
+        run_id: str,
+        *,
+        options: Mapping[str, Any],
+        mapping_hash: str,
+        id_rule: str,
+        id_format_version: int,
+    ) -> None: ...
+
+    def end_run(
+        self,
+        run_id: str,
+        *,
+        state: str,
+        exit_code: int,
+        counts: Mapping[str, Any],
+        workspace_id: str,
+    ) -> None: ...
+
+    def heartbeat(self, run_id: str) -> None: ...
+
+    def record_issues(self, run_id: str, issues: Sequence[tuple[Invalid, Status]]) -> None: ...
+
+    def mark_in_flight(
+        self, run_id: str, events: Sequence[Event], *, mapping_hash: str, claim_s: float
+    ) -> set[str]: ...
+
+    def record_outcomes(
+        self,
+        run_id: str,
+        outcomes: Sequence[tuple[Event, Outcome]],
+        attempts: Sequence[Attempt],
+    ) -> None: ...
+
+    def record_attempts(self, run_id: str, attempts: Sequence[Attempt]) -> None: ...
+
+    def customers(self, identifiers: Iterable[str]) -> dict[str, CustomerRecord]: ...
+
+    def record_customer(self, run_id: str, record: CustomerRecord, result: str = "") -> None: ...
+
+    def first_customer_sighting(self, identifier: str) -> bool: ...
+
+    def status_counts(self) -> dict[str, int]: ...
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a read: `?` placeholders with a sequence, `:name` ones with a mapping."""
+        ...
 
 
 class Clock(Protocol):

@@ -43,7 +43,7 @@ from backfill.urls import display_name
 
 if TYPE_CHECKING:
     from backfill.job_export import ExportSummary
-    from backfill.job_status import JobStatus
+    from backfill.models import JobStatus
 
 log = logging.getLogger(__name__)
 
@@ -241,9 +241,9 @@ def status(settings: Settings, *, rate: Rate | None = None, runs: int = 5) -> Jo
     from backfill.job_status import job_status
 
     return job_status(
-        settings.ledger.location,
+        settings.ledger,
         settings=settings if _with_sources(settings) else None,
-        rate=str(rate) if rate is not None else "",
+        rate=rate,
         runs=runs,
     )
 
@@ -262,11 +262,11 @@ def export(
     from backfill.job_export import export_results
 
     return export_results(
-        settings.ledger.location,
+        settings.ledger,
         out,
         statuses=statuses,
         settings=settings if _with_sources(settings) else None,
-        rate=str(rate) if rate is not None else "",
+        rate=rate,
     )
 
 

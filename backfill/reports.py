@@ -22,7 +22,7 @@ from backfill.models import FAILED, RESULT_COLUMNS, Event, Invalid, ResultRow, S
 from backfill.planner import Planned
 
 if TYPE_CHECKING:
-    from backfill.job_status import JobStatus
+    from backfill.models import JobStatus
 
 FREE_TEXT_COLUMNS: Final = frozenset({"source", "column", "message", "note"})
 #: would_send.csv (dry runs): what a real run would send, and what the ledger holds now.

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from backfill.errors import PlainError
-from backfill.ledger import CustomerRecord
-from backfill.models import Event, Outcome, Status
+from backfill.models import CustomerRecord, Event, Ledger, Outcome, Status
 from backfill.sender import Sender
-
-if TYPE_CHECKING:
-    from backfill.ledger import Ledger
 
 #: Upsert results kept in memory per run before finished ones are dropped (the ledger keeps all).
 CUSTOMER_CACHE: Final = 100_000

@@ -225,7 +225,7 @@ def check(ok: bool, message: str) -> None:
 def run_config(
     config: Config, source: Path, rows: int, ids: set[str], server: str, tmp: Path
 ) -> Result:
-    from backfill.ledger_pg import PostgresLedger
+    from backfill.ledger.postgres import PostgresLedger
 
     folder = tmp / f"config{CONFIGS.index(config)}"
     folder.mkdir()

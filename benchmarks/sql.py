@@ -112,7 +112,7 @@ def query(table: str) -> str:
 
 
 def libpq(url: str) -> str:
-    """libpq's form of a SQLAlchemy URL (as `ledger_pg.conninfo`, without importing it)."""
+    """libpq's form of a SQLAlchemy URL (as `ledger.postgres.conninfo`, without importing it)."""
     return re.sub(r"^postgresql\+\w+://", "postgresql://", url)
 
 
@@ -202,7 +202,7 @@ def role_reader(url: str, table: str) -> None:
 def role_ledger(kind: str, target: str) -> None:
     """Role `_ledger`: LEDGER_EVENTS events claimed then delivered, LEDGER_BATCH at a time."""
     from backfill.ledger import SqliteLedger
-    from backfill.ledger_pg import PostgresLedger
+    from backfill.ledger.postgres import PostgresLedger
     from backfill.models import Attempt, Event, EventKind, Outcome, Status
 
     ledger: SqliteLedger | PostgresLedger = (

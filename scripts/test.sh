@@ -41,6 +41,8 @@ echo "== ruff check"
 "$VENV/bin/ruff" check backfill tests scripts benchmarks examples
 echo "== mypy"
 "$VENV/bin/mypy"
+echo "== lint-imports (the package's layers, pyproject.toml)"
+"$VENV/bin/lint-imports" --no-cache
 echo "== pytest"
 "$VENV/bin/pytest" -q "$@"
 echo "== airflow (its own venv)"

@@ -7,7 +7,7 @@ import time
 import psycopg
 
 from backfill.fakeplain import FakePlain, Faults
-from backfill.ledger_pg import PostgresLedger, conninfo
+from backfill.ledger.postgres import PostgresLedger, conninfo
 from tests.conftest import (
     MAPPING,
     SAMPLE,

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 
 from backfill.fakeplain import FakePlain
-from backfill.ledger_pg import PostgresLedger
+from backfill.ledger.postgres import PostgresLedger
 from tests.conftest import SAMPLE_ROWS, clean_env, cli, cli_popen, run_args, sample_ids
 
 ENV = clean_env(PLAIN_API_KEY="test-key")

@@ -7,9 +7,10 @@ import os
 import psycopg
 import pytest
 
+from backfill.config import LedgerTarget
 from backfill.errors import LedgerError
-from backfill.ledger import SCHEMA_VERSION, CustomerRecord, SqliteLedger, is_postgres_url
-from backfill.ledger_pg import PostgresLedger, conninfo
+from backfill.ledger import SCHEMA_VERSION, CustomerRecord, SqliteLedger
+from backfill.ledger.postgres import PostgresLedger, conninfo
 from backfill.models import Attempt, Invalid, Outcome, RowProblem, Status
 from tests.integration.test_ledger import event
 
@@ -22,7 +23,11 @@ def target(request, tmp_path):
 
 
 def open_ledger(target: str):
-    return PostgresLedger.open(target) if is_postgres_url(target) else SqliteLedger.open(target)
+    return (
+        PostgresLedger.open(target)
+        if LedgerTarget.parse(target).kind == "postgres"
+        else SqliteLedger.open(target)
+    )
 
 
 @pytest.fixture
@@ -171,7 +176,7 @@ def test_liveness_is_judged_on_the_database_clock_not_a_workers(pg_url, monkeypa
         one.mark_in_flight("run-1", [event("a")], mapping_hash="m", claim_s=60)
         # The second worker's clock runs 90 s ahead: run-1 is still alive all the same.
         real = __import__("time").time
-        monkeypatch.setattr("backfill.ledger_pg.time.time", lambda: real() + 90)
+        monkeypatch.setattr("backfill.ledger.base.time.time", lambda: real() + 90)
         start(two, "run-2")
         assert two.mark_in_flight("run-2", [event("a")], mapping_hash="m", claim_s=60) == set()
         one.heartbeat("run-1")
