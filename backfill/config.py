@@ -478,7 +478,7 @@ class Settings:
             "format": self.format,
             "outage_limit": f"{self.outage_limit_s:g}s",
             "max_failures": self.max_failures.text if self.max_failures else "",
-            "headroom": f"{self.rate.headroom:.0%}",
+            "headroom": f"{self.rate.headroom * 100:g}%",
             "source_sql": sql.query if sql else "",
             "source_url": sql.shown if sql else "",
             "params": [f"{name}={value}" for name, value in sql.params] if sql else [],

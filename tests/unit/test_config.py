@@ -205,3 +205,27 @@ def test_failure_limits():
     assert not share.exceeded(failed=50, answered=100, read=1000)
     assert share.exceeded(failed=101, answered=100, read=1000)
     assert str(share) == "10.0%" and str(count) == "3 rows"
+
+
+def test_what_a_run_records_reads_back_as_the_same_typed_values():
+    given = {
+        "rate": "7.5/s",
+        "headroom": "12.5%",
+        "shard": "2/5",
+        "since": "2024-01-01",
+        "until": "2024-03-01T12:00:00+02:00",
+        "max_failures": "2.5%",
+        "outage_limit": "90s",
+        "timeout_s": 12.5,
+    }
+    settings = resolve(sources=("a",), mapping="m", env={}, **given)
+    recorded = settings.public()
+    again = resolve(
+        sources=("a",),
+        mapping="m",
+        env={},
+        **{name: recorded[name] for name in given},
+    )
+    for name in ("rate", "shard", "window", "max_failures", "outage_limit_s", "timeout_s"):
+        assert getattr(again, name) == getattr(settings, name), name
+    assert again.rate.share == 0.2 and again.rate.headroom == 0.125
