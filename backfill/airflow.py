@@ -42,8 +42,6 @@ from backfill.config import (
     DEFAULT_RATE,
     DEFAULT_RESULTS_DIR,
     UNSET,
-    LedgerTarget,
-    Rate,
     Settings,
     resolve,
 )
@@ -129,22 +127,18 @@ class BackfillJob:
                 "give the job a ledger every worker can reach: a PostgreSQL URL "
                 "(postgresql+psycopg://user@host/db); a worker's own disk does not outlive it"
             )
-        try:
-            ledger = LedgerTarget.parse(self.ledger)
-        except ValueError as exc:
-            raise ConfigError(f"ledger {exc}") from None
-        if self.shards > 1 and ledger.kind != "postgres":
-            raise ConfigError(
-                f"{self.shards} shards run at once on any worker: the ledger must be a "
-                "PostgreSQL URL (postgresql+psycopg://...), not a file"
-            )
         taken = sorted(_JOB_SETTINGS & set(self.options))
         if taken:
             raise ConfigError(
                 f"options {', '.join(taken)}: the job sets these itself (give rate, ledger "
                 "and results_dir as fields of BackfillJob)"
             )
-        self.settings()  # every option is checked when the DAG is parsed, not at a task
+        settings = self.settings()  # every option is checked when the DAG is parsed
+        if self.shards > 1 and settings.ledger.kind != "postgres":
+            raise ConfigError(
+                f"{self.shards} shards run at once on any worker: the ledger must be a "
+                "PostgreSQL URL (postgresql+psycopg://...), not a file"
+            )
 
     def shard_label(self, index: int) -> str:
         """`I/N`, as `--shard` takes it."""
@@ -337,7 +331,7 @@ def summarise(job: BackfillJob, results: Sequence[Mapping[str, Any] | None]) -> 
         counts.update(result.get("counts", {}))
     # Every row of the job as the ledger knows it: events and rows that never became one.
     ledger_only = resolve(ledger=job.ledger, trust_env=False)
-    status = pipeline.status(ledger_only, rate=Rate.parse(job.rate))
+    status = pipeline.status(ledger_only, rate=job.settings().rate)
     in_ledger = status.counts
     merged: dict[str, Any] = {
         "shards": len(done),
