@@ -4,22 +4,26 @@
 #
 #   bash scripts/test_airflow.sh [PYTEST ARGS...]
 #
-# The venv (.cache/airflow-venv, git-ignored) is made once; Airflow's home is a temp
-# folder, migrated afresh each time. The PostgreSQL ledger tests use the server
+# The venv (.cache/airflow-venv, git-ignored) is made once, from the pins of
+# scripts/airflow-constraints.txt; Airflow's home is a temp folder, migrated afresh each
+# time. The PostgreSQL ledger tests use the server
 # BACKFILL_TEST_PG_URL names (scripts/test.sh starts one); under CI=true they fail
 # without it, never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-AIRFLOW_VERSION=3.1.8
+# Airflow, pytest and every dependency of theirs pinned (see the file): a venv made from
+# other pins, or before a pin changed, is made again.
+CONSTRAINTS=scripts/airflow-constraints.txt
 PYTHON=${PYTHON:-python3}
 VENV=${BACKFILL_AIRFLOW_VENV:-.cache/airflow-venv}
-if [ ! -x "$VENV/bin/airflow" ] || ! "$VENV/bin/python" -c "import pytest_timeout" 2>/dev/null ||
-  [ "$("$VENV/bin/python" -c 'import airflow; print(airflow.__version__)' 2>/dev/null)" != "$AIRFLOW_VERSION" ]; then
+if [ ! -x "$VENV/bin/airflow" ] || ! cmp -s "$CONSTRAINTS" "$VENV/constraints.txt"; then
   rm -rf "$VENV"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet "apache-airflow==$AIRFLOW_VERSION" pytest pytest-timeout
+  "$VENV/bin/python" -m pip install --quiet --constraint "$CONSTRAINTS" \
+    apache-airflow pytest pytest-timeout
+  cp "$CONSTRAINTS" "$VENV/constraints.txt"
 fi
 # The project itself, editable (the tests run the working tree's code), with its SQL extra.
 "$VENV/bin/python" -m pip install -qq -e ".[sql]"
@@ -35,6 +39,7 @@ export AIRFLOW__CORE__DAGS_FOLDER="$PWD/examples/airflow"
 }
 
 # --confcutdir: tests/conftest.py belongs to the main suite (and its dependencies); so do
-# the pytest-asyncio options of pyproject.toml.
-"$VENV/bin/pytest" -q -p no:cacheprovider --confcutdir tests/airflow \
+# the pytest-asyncio options of pyproject.toml. Each test takes well under 30 s (a failed
+# try is retried at once): --timeout stops one that hangs long before pyproject's 300 s.
+"$VENV/bin/pytest" -q -p no:cacheprovider --confcutdir tests/airflow --timeout 120 \
   -W "ignore:Unknown config option:pytest.PytestConfigWarning" tests/airflow "$@"

@@ -13,7 +13,7 @@ import os
 import secrets
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,11 +121,15 @@ def run_dag(dag: Any, logical_date: datetime) -> Any:
     """Run one DAG run with `dag.test()` and return it (a DagRun).
 
     The DAG is first written to Airflow's database as the DAG processor would after
-    parsing it; `dag.test()` runs a DAG it finds there.
+    parsing it; `dag.test()` runs a DAG it finds there. A failed try is retried at once
+    (as many times as the DAG says): `dag.test()` would otherwise wait out each retry
+    delay (2 minutes in the example), and a test that fails would run into its timeout.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.models.dagbag import DagBag, sync_bag_to_db
 
+    for task in dag.tasks:
+        task.retry_delay = timedelta(0)
     DagBundlesManager().sync_bundles_to_db()
     bag = DagBag(dag_folder=str(EXAMPLE.parent), include_examples=False, collect_dags=False)
     bag.bag_dag(dag)
