@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import secrets
 import subprocess
@@ -50,12 +51,39 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+#: `python -m backfill`, once the module constants named in its first argument (JSON,
+#: "module.NAME": value) are set: a name that does not exist fails the run.
+_SET_CONSTANTS_THEN_RUN = """
+import importlib, json, runpy, sys
+for target, value in json.loads(sys.argv.pop(1)).items():
+    module_name, name = target.rsplit(".", 1)
+    module = importlib.import_module(module_name)
+    if not hasattr(module, name):
+        sys.exit(f"no constant {target} to set")
+    setattr(module, name, value)
+runpy.run_module("backfill", run_name="__main__", alter_sys=True)
+"""
+
+
+def backfill_command(constants: dict[str, float] | None = None) -> list[str]:
+    """`python -m backfill`; with `constants` ({"backfill.job.STOP_GRACE_S": 4.0}), the
+    run uses those values instead of the package's, for a test that is not about them
+    (how long a wait is) but would otherwise sit it out."""
+    if not constants:
+        return [sys.executable, "-m", "backfill"]
+    return [sys.executable, "-c", _SET_CONSTANTS_THEN_RUN, json.dumps(constants)]
+
+
 def cli(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 180
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 180,
+    constants: dict[str, float] | None = None,
 ):
     """Run `python -m backfill ARGS` as a real subprocess."""
     return subprocess.run(
-        [sys.executable, "-m", "backfill", *args],
+        [*backfill_command(constants), *args],
         env=env if env is not None else clean_env(),
         cwd=cwd,
         capture_output=True,
@@ -65,9 +93,14 @@ def cli(
     )
 
 
-def cli_popen(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen[str]:
+def cli_popen(
+    *args: str,
+    env: dict[str, str],
+    cwd: Path | None = None,
+    constants: dict[str, float] | None = None,
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "backfill", *args],
+        [*backfill_command(constants), *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,

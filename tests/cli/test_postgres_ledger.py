@@ -93,7 +93,13 @@ def test_rows_a_live_run_still_holds_at_the_end_make_the_other_run_exit_6(pg_url
         # From now on the holder's requests hang: the rows they carry stay claimed by it.
         slow.faults = Faults(latency_ms=(120_000, 120_000))
         time.sleep(0.5)
-        other = cli(*args(fast.url, pg_url, str(tmp_path / "b"), "--rate", "2000/s"), env=ENV)
+        # The other run waits 3 s, not the product's 30, for the holder to settle its rows:
+        # they hang for two minutes, so are still held either way.
+        other = cli(
+            *args(fast.url, pg_url, str(tmp_path / "b"), "--rate", "2000/s"),
+            env=ENV,
+            constants={"backfill.job.HELD_WAIT_S": 3.0},
+        )
         holder.kill()
         holder.communicate(timeout=30)
         sent_by_other = set(fast.stats().creations)
