@@ -207,6 +207,7 @@ def slow_ids(fake: FakePlain, fast: set[str]) -> set[str]:
     return set(fake.stats().creations) - fast
 
 
+@pytest.mark.timing
 def test_a_second_sigint_exits_130_at_once_and_the_ledger_resumes_exactly_once(tmp_path):
     with FakePlain(rate_limit=100_000) as fake:
         # The product's own grace: the second SIGINT ends the run long before it.
@@ -237,6 +238,7 @@ def test_a_second_sigint_exits_130_at_once_and_the_ledger_resumes_exactly_once(t
 # --- SIGTERM while requests hang -------------------------------------------------------
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("latency_ms", "left_as"),
     [

@@ -19,6 +19,8 @@ import pytest
 
 from tests.conftest import clean_env, cli, run_args
 
+pytestmark = pytest.mark.timing
+
 LIMIT, WINDOW_S = 100, 2.0
 PREFLIGHT = {"query": "query { myWorkspace { id } }"}
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from backfill.fakeplain import FakePlain
 from backfill.ledger.postgres import PostgresLedger
 from tests.conftest import SAMPLE_ROWS, clean_env, cli, cli_popen, run_args, sample_ids
+
+pytestmark = pytest.mark.timing
 
 ENV = clean_env(PLAIN_API_KEY="test-key")
 LIMIT = 120  # requests per 1 s window, the whole workspace's budget

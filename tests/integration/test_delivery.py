@@ -75,6 +75,7 @@ def test_events_already_in_plain_among_k_are_already_existed_and_the_rest_delive
     assert_exactly_once(fake, set(list(fake.stats().creations)[:300]))
 
 
+@pytest.mark.timing
 def test_requests_with_k_events_are_paced_as_requests(tmp_path):
     # 30 requests a second, 10 events each: 600 events need about 2 s, never a 429.
     with FakePlain(rate_limit=30, window_s=1.0) as fake:

@@ -541,6 +541,7 @@ def test_key_without_permission_gets_forbidden_mutation_error(fake_plain, client
 # --- rate limit --------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_rate_limit_window_rejects_then_recovers():
     with (
         FakePlain(rate_limit=5, window_s=1.0) as fake,

@@ -48,6 +48,7 @@ def test_invalid_rows_are_reported_by_exactly_one_shard(fake_plain, tmp_path):
     assert sum(s.rows_read for s in summaries) == SAMPLE_ROWS
 
 
+@pytest.mark.timing
 def test_a_shard_runs_at_its_share_of_the_rate(tmp_path):
     with FakePlain(rate_limit=100_000) as fake:
         whole = run(settings_for(fake, tmp_path / "a", rate="100/s", limit=300))
