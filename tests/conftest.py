@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import secrets
@@ -110,14 +111,15 @@ def cli_popen(
     )
 
 
-def sample_ids() -> set[str]:
-    """The externalId of every sample row, computed by the mapper."""
+def sample_ids(limit: int | None = None) -> set[str]:
+    """The externalId of every sample row (of the first `limit`), computed by the mapper."""
     from backfill.mapper import compile_mapper, event_id
     from backfill.mapping import load_mapping
     from backfill.readers.csv import read_rows
 
     mapper = compile_mapper(load_mapping(MAPPING))
-    ids = {event_id(mapper, row) for row in read_rows(SAMPLE)}
+    rows = itertools.islice(read_rows(SAMPLE), limit)
+    ids = {event_id(mapper, row) for row in rows}
     assert all(isinstance(i, str) for i in ids)
     return ids  # type: ignore[return-value]
 
