@@ -141,7 +141,7 @@ def test_the_api_key_never_appears_in_output_ledger_or_results(tmp_path):
     canary = "plainApiKey_CANARY_6f1d2c9e"
     env = clean_env(PLAIN_API_KEY=canary)
     with FakePlain(api_keys={canary: ApiKey()}, rate_limit=100_000) as fake:
-        ok = cli("-vv", *run_args(fake, tmp_path, "--limit", "50"), env=env)
+        ok = cli("-vv", *run_args(fake, tmp_path, "--limit", "50", "--rate", "2000/s"), env=env)
         assert ok.returncode == 0, ok.stderr
         # Failing requests mid-run: their errors land in logs, the ledger and failed.csv.
         fake.faults = Faults(error_500=0.5, drop=0.2, seed=3)

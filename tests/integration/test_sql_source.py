@@ -295,7 +295,7 @@ def test_values_python_cannot_hold_make_only_their_row_invalid(pg_url, fake_plai
 def test_a_source_connection_lost_mid_run_exits_2_and_the_next_run_resumes(
     activity, fake_plain, tmp_path
 ):
-    copies = 5  # 12,000 rows: far more than the reader fetches ahead of sending
+    copies = 2  # 4,800 rows: far more than the reader fetches ahead of sending
     with psycopg.connect(libpq(make_url(activity))) as conn:
         conn.execute(
             "CREATE TABLE many AS SELECT a.event_id || '-' || g AS event_id,"
@@ -304,7 +304,10 @@ def test_a_source_connection_lost_mid_run_exits_2_and_the_next_run_resumes(
         )
     args = ["--source-sql", "SELECT * FROM many ORDER BY event_id", "--source-url", activity]
     env = clean_env(PLAIN_API_KEY="test-key")
-    run = cli_popen(*sql_run(fake_plain, tmp_path, *args, "--rate", "100/s"), env=env)
+    # Chunks of 100 rows: the run fetches its next chunk, and so finds the connection
+    # lost, a second after the kill rather than after the 1000 of a default chunk.
+    chunks = {**env, "BACKFILL_CHUNK_ROWS": "100"}
+    run = cli_popen(*sql_run(fake_plain, tmp_path, *args, "--rate", "100/s"), env=chunks)
     deadline = time.monotonic() + 60
     while len(fake_plain.stats().creations) < 50 and time.monotonic() < deadline:
         time.sleep(0.02)
