@@ -4,29 +4,16 @@
 #
 #   bash scripts/test_airflow.sh [PYTEST ARGS...]
 #
-# The venv (.cache/airflow-venv, git-ignored) is made once, from the pins of
-# scripts/airflow-constraints.txt; Airflow's home is a temp folder, migrated afresh each
-# time. The PostgreSQL ledger tests use the server
+# The venv (.cache/airflow-venv, git-ignored) is made once, by scripts/airflow_venv.sh
+# from the pins of scripts/airflow-constraints.txt; Airflow's home is a temp folder,
+# migrated afresh each time. The PostgreSQL ledger tests use the server
 # BACKFILL_TEST_PG_URL names (scripts/test.sh starts one); under CI=true they fail
 # without it, never skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Airflow, pytest and every dependency of theirs pinned (see the file): a venv made from
-# other pins, or before a pin changed, is made again.
-CONSTRAINTS=scripts/airflow-constraints.txt
-PYTHON=${PYTHON:-python3}
+bash scripts/airflow_venv.sh
 VENV=${BACKFILL_AIRFLOW_VENV:-.cache/airflow-venv}
-if [ ! -x "$VENV/bin/airflow" ] || ! cmp -s "$CONSTRAINTS" "$VENV/constraints.txt"; then
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV"
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip
-  "$VENV/bin/python" -m pip install --quiet --constraint "$CONSTRAINTS" \
-    apache-airflow pytest pytest-timeout
-  cp "$CONSTRAINTS" "$VENV/constraints.txt"
-fi
-# The project itself, editable (the tests run the working tree's code), with its SQL extra.
-"$VENV/bin/python" -m pip install -qq -e ".[sql]"
 
 AIRFLOW_HOME=$(mktemp -d "${TMPDIR:-/tmp}/backfill-airflow.XXXXXX")
 trap 'rm -rf "$AIRFLOW_HOME"' EXIT
