@@ -25,7 +25,7 @@ from tests.conftest import MAPPING, SAMPLE, clean_env, cli, cli_popen, libpq
 from tests.integration.test_formats import MAPPING as ORDERS_MAPPING
 from tests.integration.test_formats import text
 
-ROWS = 100_000
+ROWS = 20_000  # four chunks of 5000
 ORDERS_TABLE = """
 CREATE TABLE orders (
     order_id bigint PRIMARY KEY,
