@@ -78,11 +78,12 @@ echo "== lint-imports (the package's layers, pyproject.toml)"
 "$VENV/bin/lint-imports" --no-cache
 # Exit status 5 is "no tests collected": PYTEST ARGS naming only tests of the other part.
 pytest_part() { "$VENV/bin/pytest" "$@" || [ $? -eq 5 ]; }
-# The tests spread over the cores (one worker each), but those marked `timing` (pacing,
-# rates, grace periods), which run after them one at a time: nothing competes for the
-# CPU and the clock they measure.
+# The tests spread over the cores, two workers a core (many of them wait on subprocesses,
+# sockets or a paced fake Plain), but those marked `timing` (pacing, rates, grace
+# periods), which run after them one at a time: nothing competes for the CPU and the
+# clock they measure.
 echo "== pytest (in parallel)"
-pytest_part -q -n auto --dist worksteal -m "not timing" --durations=10 "$@"
+pytest_part -q -n "$((2 * $(nproc)))" --dist worksteal -m "not timing" --durations=10 "$@"
 # (Airflow's venv is ready before these start: nothing else runs beside them.)
 finish "$airflow_venv" .cache/airflow-venv.log
 echo "== pytest (timing, one at a time)"
