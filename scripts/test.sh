@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Set-up that waits on the network runs side by side: Airflow's venv (for the last step,
+# Set-up that waits on the network runs side by side: Airflow's venv (for
 # scripts/test_airflow.sh) and Azurite are made while pip installs the dev extra. Their
 # output goes to .cache (git-ignored), shown only when they fail.
 mkdir -p .cache
@@ -79,14 +79,18 @@ echo "== lint-imports (the package's layers, pyproject.toml)"
 # Exit status 5 is "no tests collected": PYTEST ARGS naming only tests of the other part.
 pytest_part() { "$VENV/bin/pytest" "$@" || [ $? -eq 5 ]; }
 # The tests spread over the cores, two workers a core (many of them wait on subprocesses,
-# sockets or a paced fake Plain), but those marked `timing` (pacing, rates, grace
-# periods), which run after them one at a time: nothing competes for the CPU and the
+# sockets or a paced fake Plain), and the Airflow suite (scripts/test_airflow.sh, its own
+# venv) runs beside them; its output follows theirs. Then the tests marked `timing`
+# (pacing, rates, grace periods) run one at a time: nothing competes for the CPU and the
 # clock they measure.
-echo "== pytest (in parallel)"
-pytest_part -q -n "$((2 * $(nproc)))" --dist worksteal -m "not timing" --durations=10 "$@"
-# (Airflow's venv is ready before these start: nothing else runs beside them.)
 finish "$airflow_venv" .cache/airflow-venv.log
+bash scripts/test_airflow.sh >.cache/airflow-tests.log 2>&1 &
+airflow_tests=$!
+background+=("$airflow_tests")
+echo "== pytest (in parallel; the Airflow suite beside it)"
+pytest_part -q -n "$((2 * $(nproc)))" --dist worksteal -m "not timing" --durations=10 "$@"
+echo "== airflow (its own venv)"
+finish "$airflow_tests" .cache/airflow-tests.log
+cat .cache/airflow-tests.log
 echo "== pytest (timing, one at a time)"
 pytest_part -q -m timing --durations=5 "$@"
-echo "== airflow (its own venv)"
-bash scripts/test_airflow.sh

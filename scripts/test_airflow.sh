@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Airflow tests (tests/airflow), in a venv of their own: Airflow is too heavy and pins
-# too much to share the main test environment. scripts/test.sh runs this as its last step.
+# too much to share the main test environment. scripts/test.sh runs this beside the main
+# tests that run in parallel.
 #
 #   bash scripts/test_airflow.sh [PYTEST ARGS...]
 #
